@@ -1,0 +1,28 @@
+"""ML-Dash: fast, crash-safe experiment tracking (params, metrics, logs, tracks)."""
+
+from .errors import (
+    InvalidNameError,
+    InvalidValueError,
+    MLDashError,
+    NotFoundError,
+    NotStartedError,
+    StorageError,
+)
+from .experiment import Experiment, Run
+from .stores import LocalStore, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Experiment",
+    "InvalidNameError",
+    "InvalidValueError",
+    "LocalStore",
+    "MLDashError",
+    "NotFoundError",
+    "NotStartedError",
+    "Run",
+    "StorageError",
+    "Store",
+    "__version__",
+]

@@ -1,0 +1,60 @@
+"""One exception tree for everything ML-Dash raises on purpose.
+
+Each class carries a stable ``code``; the server (another issue) maps codes to HTTP
+statuses and the client raises the same class again from the code.
+"""
+
+from __future__ import annotations
+
+
+class MLDashError(Exception):
+    """Base of every error ML-Dash raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidNameError(MLDashError, ValueError):
+    """A prefix, metric, topic or folder name that cannot be used as given."""
+
+    code = "invalid_name"
+
+
+class InvalidValueError(MLDashError, ValueError):
+    """A value (metric field, param, metadata) that cannot be stored."""
+
+    code = "invalid_value"
+
+
+class NotStartedError(MLDashError, RuntimeError):
+    """The experiment was used before ``exp.run`` started it (or after it closed)."""
+
+    code = "not_started"
+
+
+class NotFoundError(MLDashError, LookupError):
+    """The experiment, stream or topic asked for does not exist."""
+
+    code = "not_found"
+
+
+class StorageError(MLDashError, OSError):
+    """The store could not read or write (disk full, read-only folder, ...)."""
+
+    code = "storage_error"
+
+
+ERRORS_BY_CODE: dict[str, type[MLDashError]] = {
+    cls.code: cls
+    for cls in (
+        MLDashError,
+        InvalidNameError,
+        InvalidValueError,
+        NotStartedError,
+        NotFoundError,
+        StorageError,
+    )
+}

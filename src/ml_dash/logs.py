@@ -1,0 +1,103 @@
+"""``exp.log(...)`` and ``exp.logs``: leveled log lines with metadata."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from .clock import now
+from .errors import InvalidValueError
+from .records import LOG_LEVELS, LogPage, LogQuery, LogRecord
+from .values import normalize
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+
+_ALIASES = {"warning": "warn", "critical": "fatal", "err": "error"}
+
+
+def normalize_level(level: Any) -> str:
+    """``"INFO"`` -> ``"info"``, ``"warning"`` -> ``"warn"``; anything else raises."""
+    if isinstance(level, str):
+        lowered = level.strip().lower()
+        lowered = _ALIASES.get(lowered, lowered)
+        if lowered in LOG_LEVELS:
+            return lowered
+    raise InvalidValueError(f"log level {level!r} is not one of {', '.join(LOG_LEVELS)}")
+
+
+def echo_default() -> bool:
+    """Console echo unless ``ML_DASH_ECHO`` is 0/false/no/off."""
+    return os.environ.get("ML_DASH_ECHO", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class Logs:
+    """``exp.logs``: shortcuts per level and reading back."""
+
+    def __init__(self, exp: Experiment) -> None:
+        self._exp = exp
+
+    def write(self, message: Any, level: Any = "info", metadata: dict[str, Any] | None = None) -> None:
+        """Queue one log line; echo it to stderr when echo is on."""
+        self._exp._require_running("log")
+        lvl = normalize_level(level)
+        text = message if isinstance(message, str) else str(message)
+        meta = None
+        if metadata is not None:
+            if not isinstance(metadata, dict):
+                raise InvalidValueError(f"log metadata must be a dict, got {type(metadata).__name__}")
+            meta = normalize(metadata, "metadata")
+        self._exp._logs_channel.queue.append(LogRecord(now(), lvl, text, meta))
+        if self._exp.echo:
+            suffix = f" {meta}" if meta else ""
+            print(f"[{lvl}] {text}{suffix}", file=sys.stderr)
+
+    def debug(self, message: Any, **metadata: Any) -> None:
+        self.write(message, "debug", metadata or None)
+
+    def info(self, message: Any, **metadata: Any) -> None:
+        self.write(message, "info", metadata or None)
+
+    def warn(self, message: Any, **metadata: Any) -> None:
+        self.write(message, "warn", metadata or None)
+
+    warning = warn
+
+    def error(self, message: Any, **metadata: Any) -> None:
+        self.write(message, "error", metadata or None)
+
+    def fatal(self, message: Any, **metadata: Any) -> None:
+        self.write(message, "fatal", metadata or None)
+
+    def read(
+        self,
+        level: str | list[str] | None = None,
+        start_time: float | None = None,
+        end_time: float | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        descending: bool = False,
+    ) -> LogPage:
+        """Log lines matching every filter given, in time order (or newest first).
+
+        ``level`` is one level or a list; ``start_time``/``end_time`` are seconds
+        (inclusive); ``search`` matches message text case-insensitively. Returns
+        ``{"logs": [...], "total", "offset", "limit", "hasMore"}``.
+        """
+        self._exp._require_running("logs")
+        self._exp._flush_channel(self._exp._logs_channel)
+        query = LogQuery(offset=int(offset), limit=int(limit), descending=descending)
+        if level is not None:
+            levels = [level] if isinstance(level, str) else list(level)
+            query["levels"] = [normalize_level(lv) for lv in levels]
+        if start_time is not None:
+            query["start_time"] = float(start_time)
+        if end_time is not None:
+            query["end_time"] = float(end_time)
+        if search:
+            query["search"] = str(search)
+        return self._exp._store.query_logs(self._exp.prefix, query)
+
+    query = read

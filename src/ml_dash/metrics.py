@@ -1,0 +1,215 @@
+"""``exp.metrics``: named streams of points with any fields, plus summary helpers."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .clock import now, resolve_ts, thread_state
+from .errors import InvalidValueError, NotStartedError
+from .names import validate_name
+from .records import MetricPage, MetricStats
+from .values import PLAIN, normalize_fields
+from .writer import WAKE_MASK
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+    from .writer import Channel
+
+
+class MetricStream:
+    """One named metric stream: ``exp.metrics("train")``."""
+
+    __slots__ = ("name", "_exp", "_channel", "_queue", "_poke", "description", "tags", "metadata")
+
+    def __init__(self, exp: Experiment, name: str, channel: Channel) -> None:
+        self.name = name
+        self._exp = exp
+        self._channel = channel
+        self._queue: deque[Any] | None = channel.queue
+        self._poke = exp._writer_poke
+        self.description: str | None = None
+        self.tags: list[str] = []
+        self.metadata: dict[str, Any] = {}
+
+    def log(self, **fields: Any) -> MetricStream:
+        """Append one point with these fields; returns the stream (for chaining).
+
+        ``_ts=`` sets its time in seconds (``-1``: the last time this thread used).
+        The point is written by the background writer; its ``index`` is its position
+        in the stream. Raises InvalidValueError naming a field that cannot be stored.
+        """
+        queue = self._queue
+        if queue is None:
+            raise NotStartedError(f"metric {self.name!r}: the experiment is not running (use `with exp.run:`)")
+        if not fields:
+            raise InvalidValueError(f"metric {self.name!r}: log() needs at least one field")
+        ts = fields.get("_ts")
+        if ts is None:
+            fields["_ts"] = ts = now()
+        elif type(ts) is not float or ts < 0:
+            fields["_ts"] = ts = resolve_ts(ts, f"metric {self.name!r}")
+        thread_state.ts = ts
+        for value in fields.values():
+            if type(value) not in PLAIN:
+                normalize_fields(fields)
+                break
+        queue.append(fields)
+        if not len(queue) & WAKE_MASK:
+            self._poke(queue)
+        return self
+
+    def read(self, start_index: int = 0, limit: int = 1000) -> MetricPage:
+        """Points ``start_index`` onward (at most ``limit``), including ones still in memory.
+
+        Returns ``{"data": [{"index", "data", ...}], "startIndex", "endIndex", "total",
+        "hasMore"}``. Costs O(limit), not O(start_index).
+        """
+        self._exp._flush_channel(self._channel)
+        return self._exp._store.read_metrics(self._exp.prefix, self.name, int(start_index), int(limit))
+
+    def stats(self) -> MetricStats:
+        """``{"name", "totalDataPoints" (int), "firstDataAt", "lastDataAt"}`` for this stream."""
+        self._exp._flush_channel(self._channel)
+        return self._exp._store.metric_stats(self._exp.prefix, self.name)
+
+    def flush(self) -> MetricStream:
+        """Write this stream's queued points now."""
+        self._exp._flush_channel(self._channel)
+        return self
+
+    def buffer(self, **values: Any) -> MetricStream:
+        """Collect values for ``exp.metrics.buffer.log_summary()`` instead of logging them."""
+        self._exp.metrics.buffer.add(self.name, values)
+        return self
+
+
+_AGGREGATIONS = ("mean", "std", "min", "max", "count", "median", "sum", "p50", "p90", "p95", "p99", "first", "last")
+
+
+def _percentile(ordered: list[float], p: float) -> float:
+    k = (len(ordered) - 1) * p / 100
+    low = math.floor(k)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (k - low) * (ordered[high] - ordered[low])
+
+
+def aggregate(values: list[float], how: str) -> float | int:
+    """One aggregation of the non-NaN ``values`` (see ``_AGGREGATIONS``)."""
+    if how == "count":
+        return len(values)
+    if how == "first":
+        return values[0]
+    if how == "last":
+        return values[-1]
+    if how == "mean":
+        return statistics.fmean(values)
+    if how == "std":
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+    if how == "min":
+        return min(values)
+    if how == "max":
+        return max(values)
+    if how == "sum":
+        return math.fsum(values)
+    ordered = sorted(values)
+    return _percentile(ordered, 50 if how == "median" else float(how[1:]))
+
+
+class SummaryBuffer:
+    """Values collected with ``metrics(name).buffer(...)``, summarised on demand."""
+
+    def __init__(self, manager: MetricsManager) -> None:
+        self._manager = manager
+        self._values: dict[str, dict[str, list[float]]] = {}
+
+    def add(self, stream: str, values: dict[str, Any]) -> None:
+        target = self._values.setdefault(stream, {})
+        for key, value in values.items():
+            try:
+                number = float("nan") if value is None else float(value)
+            except (TypeError, ValueError):
+                raise InvalidValueError(
+                    f"metric {stream!r}: buffer field {key!r} must be a number, got {value!r:.60}"
+                ) from None
+            target.setdefault(key, []).append(number)
+
+    def peek(self, stream: str | None = None) -> dict[str, dict[str, list[float]]]:
+        """The collected values (a copy), of one stream or all."""
+        chosen = {stream: self._values.get(stream, {})} if stream else self._values
+        return {s: {k: list(v) for k, v in fields.items()} for s, fields in chosen.items()}
+
+    def log_summary(self, *aggs: str, **extra: Any) -> dict[str, dict[str, Any]]:
+        """Log ``<field>.<agg>`` (default ``mean``) per buffered stream, then clear.
+
+        ``extra`` fields (e.g. ``epoch=3``) are added to every summary point. Returns
+        what was logged, by stream. NaN values are left out of the aggregates.
+        """
+        aggs = aggs or ("mean",)
+        for how in aggs:
+            if how not in _AGGREGATIONS:
+                raise InvalidValueError(f"unknown aggregation {how!r}; choose from {', '.join(_AGGREGATIONS)}")
+        logged: dict[str, dict[str, Any]] = {}
+        for stream, fields in self._values.items():
+            point: dict[str, Any] = dict(extra)
+            for key, values in fields.items():
+                clean = [v for v in values if v == v]
+                if not clean:
+                    continue
+                for how in aggs:
+                    point[f"{key}.{how}"] = aggregate(clean, how)
+            if len(point) > len(extra):
+                self._manager(stream).log(**point)
+                logged[stream] = point
+        self._values.clear()
+        return logged
+
+
+class MetricsManager:
+    """``exp.metrics``: call it with a name to get a stream."""
+
+    def __init__(self, exp: Experiment) -> None:
+        self._exp = exp
+        self._streams: dict[str, MetricStream] = {}
+        self.buffer = SummaryBuffer(self)
+
+    def __call__(
+        self,
+        name: str,
+        description: str | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> MetricStream:
+        """The stream ``name`` (the same object on every call). Raises InvalidNameError."""
+        stream = self._streams.get(name)
+        if stream is None:
+            self._exp._require_running("metrics")
+            validate_name(name, "metric name")
+            channel = self._exp._channel("metrics", name)
+            stream = self._streams[name] = MetricStream(self._exp, name, channel)
+        if description is not None:
+            stream.description = description
+        if tags is not None:
+            stream.tags = list(tags)
+        if metadata is not None:
+            stream.metadata = dict(metadata)
+        return stream
+
+    def list(self) -> list[MetricStats]:
+        """Every stream of this experiment with ``totalDataPoints``, in name order."""
+        self._exp._require_running("metrics")
+        self._exp._flush_kind("metrics")
+        return self._exp._store.list_metrics(self._exp.prefix)
+
+    list_all = list
+
+    def flush(self) -> MetricsManager:
+        """Write all queued metric points now."""
+        self._exp._flush_kind("metrics")
+        return self
+
+    def _detach(self) -> None:
+        for stream in self._streams.values():
+            stream._queue = None

@@ -1,0 +1,109 @@
+"""The records every store reads and writes, defined once.
+
+Conversion to a file line, a database document or a request body happens only at the
+edge of each store; inside ML-Dash these are the shapes that travel.
+
+Metric points travel as plain dicts of fields with a float ``_ts`` (seconds since the
+epoch): the caller's keyword dict is reused as is, which keeps the logging hot path at
+one append per point.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple, TypedDict
+
+FORMAT_VERSION = 1
+
+STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELLED")
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """What is known about one experiment (``experiment.json`` locally)."""
+
+    prefix: str
+    owner: str
+    project: str
+    name: str
+    folders: tuple[str, ...] = ()
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    status: str = "RUNNING"
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    ended_at: float | None = None
+    format_version: int = FORMAT_VERSION
+
+    def with_changes(self, **changes: Any) -> ExperimentInfo:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ParamsDoc:
+    """The parameters of one experiment: flat ``data`` plus a version per ``set``."""
+
+    data: dict[str, Any]
+    version: int = 0
+    created_at: float | None = None
+    updated_at: float | None = None
+
+
+class LogRecord(NamedTuple):
+    """One log line as logged: time (seconds), level, message and metadata."""
+
+    ts: float
+    level: str
+    message: str
+    metadata: dict[str, Any] | None
+
+
+class MetricPoint(TypedDict):
+    """One stored metric point as returned by reads."""
+
+    index: int
+    data: dict[str, Any]
+
+
+class MetricPage(TypedDict):
+    """The answer of ``read(start_index, limit)``."""
+
+    data: list[dict[str, Any]]
+    startIndex: int
+    endIndex: int
+    total: int
+    hasMore: bool
+
+
+class MetricStats(TypedDict):
+    """Counts and time span of one metric stream."""
+
+    name: str
+    totalDataPoints: int
+    firstDataAt: float | None
+    lastDataAt: float | None
+
+
+class LogQuery(TypedDict, total=False):
+    """Filters and paging for reading logs back."""
+
+    levels: list[str]
+    start_time: float
+    end_time: float
+    search: str
+    offset: int
+    limit: int
+    descending: bool
+
+
+class LogPage(TypedDict):
+    """The answer of a log query."""
+
+    logs: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+    hasMore: bool

@@ -1,0 +1,90 @@
+"""The Store protocol: the one interface every backend implements.
+
+Batch appends are the only write path. An experiment is named by its prefix path
+(``owner/project/[folders/...]/name``), already validated by the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..records import ExperimentInfo, LogPage, LogQuery, LogRecord, MetricPage, MetricStats, ParamsDoc
+
+
+class Store(Protocol):
+    """Storage primitives shared by LocalStore, RemoteStore and MongoStore."""
+
+    def open_experiment(self, info: ExperimentInfo) -> ExperimentInfo:
+        """Create the experiment, or return the stored one (resume) updated with ``info``."""
+        ...
+
+    def update_experiment(self, prefix: str, **changes: Any) -> ExperimentInfo:
+        """Change stored fields (status, times, tags, ...) and return the new info."""
+        ...
+
+    def get_experiment(self, prefix: str) -> ExperimentInfo | None:
+        """The stored info, or None when there is no such experiment."""
+        ...
+
+    def list_experiments(self, owner: str | None = None, project: str | None = None) -> list[ExperimentInfo]:
+        """All experiments, optionally under one owner and project."""
+        ...
+
+    def set_params(self, prefix: str, flat: dict[str, Any]) -> ParamsDoc:
+        """Merge flat params into the stored ones; returns the new document."""
+        ...
+
+    def get_params(self, prefix: str) -> ParamsDoc:
+        """The stored params (empty data when none were set)."""
+        ...
+
+    def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]]) -> int:
+        """Append points (field dicts with ``_ts``); returns the index of the first."""
+        ...
+
+    def read_metrics(self, prefix: str, name: str, start_index: int = 0, limit: int = 1000) -> MetricPage:
+        """Points ``start_index`` .. ``start_index + limit - 1`` in index order."""
+        ...
+
+    def metric_stats(self, prefix: str, name: str) -> MetricStats:
+        """Point count and first/last times of one stream."""
+        ...
+
+    def list_metrics(self, prefix: str) -> list[MetricStats]:
+        """Stats of every metric stream of the experiment."""
+        ...
+
+    def append_logs(self, prefix: str, records: list[LogRecord]) -> int:
+        """Append log records; returns the sequence number of the first."""
+        ...
+
+    def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
+        """Log lines matching the filters, paged."""
+        ...
+
+    def append_tracks(self, prefix: str, topic: str, entries: list[dict[str, Any]]) -> int:
+        """Append entries (flat dicts with ``timestamp``); returns how many were written."""
+        ...
+
+    def read_tracks(
+        self,
+        prefix: str,
+        topic: str,
+        start_timestamp: float | None = None,
+        end_timestamp: float | None = None,
+        columns: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Entries in time order, same-timestamp entries merged."""
+        ...
+
+    def list_tracks(self, prefix: str) -> list[dict[str, Any]]:
+        """Topic name, entry count and time span of every track topic."""
+        ...
+
+    def sync(self, prefix: str) -> None:
+        """Make everything appended so far durable (fsync locally)."""
+        ...
+
+    def close(self) -> None:
+        """Release files and connections."""
+        ...

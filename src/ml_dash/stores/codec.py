@@ -1,0 +1,133 @@
+"""Line encodings of the local store: records <-> JSON lines (the on-disk edge).
+
+See docs/storage-format.md for every line shape. Batches are encoded in one
+``encode_lines`` call; only a batch that holds a ``null`` (which is how JSON encoders
+spell NaN and infinities) takes a second, per-record look for non-finite floats.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from itertools import repeat
+from typing import Any
+
+import msgspec
+
+from ..errors import InvalidValueError
+from ..records import LogRecord
+from ..values import find_nonfinite, restore_nonfinite
+
+_encoder = msgspec.json.Encoder()
+NONFINITE_KEY = "nonFinite"
+TRACK_NONFINITE_KEY = "_nonFinite"
+_UTC = _dt.timezone.utc
+
+
+def iso_utc(ts: float) -> str:
+    """Seconds since the epoch -> ``2026-11-26T21:54:55.123456Z``."""
+    return _dt.datetime.fromtimestamp(ts, _UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: Any) -> float | None:
+    """ISO-8601 text (as written by us or the ML-Dash SDK) -> seconds, or None."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_UTC)
+    return parsed.timestamp()
+
+
+class _MetricLine(msgspec.Struct, gc=False, omit_defaults=True):
+    index: int
+    data: dict[str, Any]
+    createdAt: str
+    nonFinite: dict[str, str] | None = None
+
+
+class _LogLine(msgspec.Struct, gc=False, omit_defaults=True):
+    sequenceNumber: int
+    timestamp: str
+    level: str
+    message: str
+    metadata: dict[str, Any]
+    ts: float
+    nonFinite: dict[str, str] | None = None
+
+
+def _encode(items: list[Any], what: str) -> bytes:
+    try:
+        return _encoder.encode_lines(items)
+    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
+        raise InvalidValueError(f"{what}: a value cannot be encoded as JSON: {exc}") from exc
+
+
+def encode_metric_lines(points: list[dict[str, Any]], first: int, created: str) -> bytes:
+    """Metric points -> ``{"index", "data", "createdAt"[, "nonFinite"]}`` lines."""
+    lines = list(map(_MetricLine, range(first, first + len(points)), points, repeat(created)))
+    out = _encode(lines, "metric point")
+    if b"null" in out:
+        changed = False
+        for line in lines:
+            found = find_nonfinite(line.data)
+            if found:
+                line.nonFinite = found
+                changed = True
+        if changed:
+            out = _encode(lines, "metric point")
+    return out
+
+
+def encode_log_lines(records: list[LogRecord], first: int) -> bytes:
+    """Log records -> ``{"sequenceNumber", "timestamp", "level", ...}`` lines."""
+    lines = []
+    for seq, rec in enumerate(records, first):
+        metadata = rec.metadata or {}
+        lines.append(_LogLine(seq, iso_utc(rec.ts), rec.level, rec.message, metadata, rec.ts))
+    out = _encode(lines, "log record")
+    if b"null" in out:
+        changed = False
+        for line in lines:
+            found = find_nonfinite(line.metadata)
+            if found:
+                line.nonFinite = found
+                changed = True
+        if changed:
+            out = _encode(lines, "log record")
+    return out
+
+
+def encode_track_lines(entries: list[dict[str, Any]]) -> bytes:
+    """Track entries (flat dicts starting with ``timestamp``) -> one line each."""
+    out = _encode(entries, "track entry")
+    if b"null" in out:
+        fixed = []
+        for entry in entries:
+            found = find_nonfinite(entry)
+            fixed.append({**entry, TRACK_NONFINITE_KEY: found} if found else entry)
+        out = _encode(fixed, "track entry")
+    return out
+
+
+def restore_metric(line: dict[str, Any]) -> dict[str, Any]:
+    found = line.pop(NONFINITE_KEY, None)
+    if found and isinstance(line.get("data"), dict):
+        restore_nonfinite(line["data"], found)
+    return line
+
+
+def restore_log(line: dict[str, Any]) -> dict[str, Any]:
+    found = line.pop(NONFINITE_KEY, None)
+    if found and isinstance(line.get("metadata"), dict):
+        restore_nonfinite(line["metadata"], found)
+    return line
+
+
+def restore_track(line: dict[str, Any]) -> dict[str, Any]:
+    found = line.pop(TRACK_NONFINITE_KEY, None)
+    if found:
+        restore_nonfinite(line, found)
+    return line

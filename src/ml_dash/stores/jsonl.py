@@ -1,0 +1,332 @@
+"""JSON-lines files shared by many writers: locked appends, torn-tail repair, bisection.
+
+Every data file of the local store is a sequence of complete lines, each ending in
+``\\n``. Writers (threads or processes) append under an exclusive ``flock`` with one
+``write`` per batch, so a line is torn only when a process dies mid-write. The next
+writer to take the lock moves such a torn tail to ``<file>.torn`` and truncates it
+away; readers never look past the last newline.
+
+Counters (metric ``index``, log ``sequenceNumber``) are assigned under the same lock
+from the last complete line of the file, so several processes appending to one file
+get unique, gapless counters, and the file itself is the only source of truth.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import os
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+
+from ..errors import StorageError
+
+_TAIL_CHUNK = 1 << 16
+_decode = msgspec.json.decode
+
+
+def _pread_all(fd: int, size: int, offset: int) -> bytes:
+    chunks = []
+    while size > 0:
+        chunk = os.pread(fd, size, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def last_newline_end(fd: int, size: int) -> int:
+    """Offset just past the last ``\\n`` at or before ``size`` (0 if there is none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        chunk = os.pread(fd, end - start, start)
+        pos = chunk.rfind(b"\n")
+        if pos >= 0:
+            return start + pos + 1
+        end = start
+    return 0
+
+
+def line_before(fd: int, end: int) -> bytes | None:
+    """The complete line that ends at offset ``end`` (which follows a ``\\n``)."""
+    if end <= 0:
+        return None
+    start = end - 1
+    while start > 0:
+        lo = max(0, start - _TAIL_CHUNK)
+        chunk = os.pread(fd, start - lo, lo)
+        pos = chunk.rfind(b"\n")
+        if pos >= 0:
+            start = lo + pos + 1
+            break
+        start = lo
+    return _pread_all(fd, end - start, start)
+
+
+def counter_of(line: bytes, key: str) -> int:
+    """The integer ``key`` of one JSON line."""
+    value = _decode(line)[key]
+    if not isinstance(value, int):
+        raise ValueError(f"{key} is not an integer")
+    return value
+
+
+class LockedAppender:
+    """Appends batches to one JSON-lines file, safely across threads and processes."""
+
+    def __init__(self, path: str, counter_key: str | None) -> None:
+        self.path = path
+        self.counter_key = counter_key
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._known_size = -1
+        self._next = 0
+
+    def _open(self) -> int:
+        if self._fd is None:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._known_size = -1
+        return self._fd
+
+    def fsync(self) -> None:
+        """Make everything appended so far durable."""
+        with self._lock:
+            if self._fd is not None:
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    raise StorageError(f"cannot fsync {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def append(self, encode: Callable[[int], tuple[bytes, int]]) -> tuple[int, int]:
+        """Append what ``encode(first_counter)`` returns; return (first_counter, count).
+
+        ``encode`` gets the next free counter and returns the bytes to write and how
+        many counter values they used. It runs under the file lock.
+        """
+        with self._lock:
+            try:
+                fd = self._open()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                raise StorageError(f"cannot open {self.path} for appending: {exc}") from exc
+            try:
+                size = os.fstat(fd).st_size
+                if size != self._known_size:
+                    size = self._repair_tail(fd, size)
+                    self._next = self._counter_after(fd, size)
+                first = self._next
+                data, used = encode(first)
+                self._write_all(fd, data, size)
+                self._known_size = size + len(data)
+                self._next = first + used
+                return first, used
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _write_all(self, fd: int, data: bytes, size: int) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError as exc:
+            # Leave no partial line behind: the batch is retried whole later.
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            self._known_size = -1
+            raise StorageError(f"cannot write {self.path}: {exc}") from exc
+
+    def _repair_tail(self, fd: int, size: int) -> int:
+        good = last_newline_end(fd, size)
+        if good == size:
+            return size
+        torn = _pread_all(fd, size - good, good)
+        try:
+            with open(self.path + ".torn", "ab") as side:
+                side.write(torn + b"\n")
+        except OSError:
+            pass
+        os.ftruncate(fd, good)
+        warnings.warn(
+            f"ml-dash: {self.path} ended in an incomplete line ({len(torn)} bytes, from a crash); "
+            f"moved it to {self.path}.torn",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return good
+
+    def _counter_after(self, fd: int, size: int) -> int:
+        if self.counter_key is None or size == 0:
+            return 0
+        line = line_before(fd, size)
+        if line is None:
+            return 0
+        try:
+            return counter_of(line, self.counter_key) + 1
+        except (msgspec.DecodeError, KeyError, ValueError, TypeError) as exc:
+            raise StorageError(f"{self.path}: last line has no valid {self.counter_key!r}: {exc}") from exc
+
+
+class LineReader:
+    """Reads complete lines of a JSON-lines file (never a torn tail)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        size = os.fstat(self.fd).st_size
+        self.end = last_newline_end(self.fd, size)
+
+    def __enter__(self) -> LineReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def first_line(self) -> bytes | None:
+        if self.end == 0:
+            return None
+        chunk = os.pread(self.fd, min(self.end, _TAIL_CHUNK), 0)
+        pos = chunk.find(b"\n")
+        while pos < 0:
+            chunk = _pread_all(self.fd, min(self.end, len(chunk) * 2), 0)
+            pos = chunk.find(b"\n")
+        return chunk[:pos]
+
+    def last_line(self) -> bytes | None:
+        return line_before(self.fd, self.end)
+
+    def _line_at_or_after(self, offset: int) -> tuple[int, bytes] | None:
+        """The first line that starts at or after ``offset``: (start, line)."""
+        if offset > 0:
+            probe = offset - 1
+            while True:
+                chunk = os.pread(self.fd, 4096, probe)
+                if not chunk:
+                    return None
+                pos = chunk.find(b"\n")
+                if pos >= 0:
+                    offset = probe + pos + 1
+                    break
+                probe += len(chunk)
+        if offset >= self.end:
+            return None
+        chunk = os.pread(self.fd, 4096, offset)
+        pos = chunk.find(b"\n")
+        while pos < 0:
+            chunk = _pread_all(self.fd, len(chunk) * 2, offset)
+            pos = chunk.find(b"\n")
+        return offset, chunk[:pos]
+
+    def bisect(self, key: str, target: int) -> int:
+        """Offset of the first line whose integer ``key`` is >= ``target``.
+
+        Assumes the key increases along the file (true for counters assigned under
+        the append lock). Costs O(log n) reads, independent of ``target``.
+        """
+        lo, hi = 0, self.end
+        while hi - lo > 8192:
+            mid = (lo + hi) // 2
+            found = self._line_at_or_after(mid)
+            if found is None:
+                hi = mid
+                continue
+            start, line = found
+            if start >= hi:
+                hi = mid
+                continue
+            if counter_of(line, key) < target:
+                lo = start + len(line) + 1
+            else:
+                hi = start
+        # Linear scan of the last small window.
+        offset = lo
+        while offset < self.end:
+            found = self._line_at_or_after(offset)
+            if found is None:
+                return self.end
+            start, line = found
+            if counter_of(line, key) >= target:
+                return start
+            offset = start + len(line) + 1
+        return self.end
+
+    def read_block(self, offset: int, max_lines: int) -> bytes:
+        """Up to ``max_lines`` complete lines from ``offset``, as one bytes block."""
+        if max_lines <= 0 or offset >= self.end:
+            return b""
+        parts: list[bytes] = []
+        lines = 0
+        chunk_size = 1 << 16
+        pos = offset
+        while pos < self.end and lines < max_lines:
+            chunk = os.pread(self.fd, min(chunk_size, self.end - pos), pos)
+            if not chunk:
+                break
+            parts.append(chunk)
+            lines += chunk.count(b"\n")
+            pos += len(chunk)
+            chunk_size = min(chunk_size * 2, 1 << 24)
+        block = b"".join(parts)
+        if not block.endswith(b"\n"):
+            block = block[: block.rfind(b"\n") + 1]
+            lines = block.count(b"\n")
+        extra = lines - max_lines
+        if extra > 0:
+            cut = len(block)
+            for _ in range(extra):
+                cut = block.rfind(b"\n", 0, cut - 1) + 1
+            block = block[:cut]
+        return block
+
+    def iter_blocks(self, block_size: int = 1 << 22) -> Iterator[bytes]:
+        """The whole file in blocks of complete lines."""
+        pos = 0
+        carry = b""
+        while pos < self.end:
+            chunk = os.pread(self.fd, min(block_size, self.end - pos), pos)
+            if not chunk:
+                break
+            pos += len(chunk)
+            data = carry + chunk
+            cut = data.rfind(b"\n") + 1
+            carry = data[cut:]
+            if cut:
+                yield data[:cut]
+
+
+def decode_block(block: bytes, path: str = "") -> list[Any]:
+    """Decode a block of JSON lines into a list, in one call where possible."""
+    if not block:
+        return []
+    enabled = gc.isenabled()
+    gc.disable()  # millions of fresh containers would trigger needless full collections
+    try:
+        try:
+            return _decode(b"[" + block[:-1].replace(b"\n", b",") + b"]")
+        except msgspec.DecodeError:
+            out = []
+            for number, line in enumerate(block.split(b"\n")[:-1]):
+                try:
+                    out.append(_decode(line))
+                except msgspec.DecodeError:
+                    warnings.warn(f"ml-dash: skipping unreadable line {number} of a block in {path}", RuntimeWarning, stacklevel=2)
+            return out
+    finally:
+        if enabled:
+            gc.enable()

@@ -1,0 +1,146 @@
+"""``exp.tracks``: timestamped entries per topic, merged by timestamp, read by time."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .clock import now, resolve_ts, thread_state
+from .errors import InvalidValueError, NotStartedError
+from .names import validate_name
+from .params import flatten
+from .writer import WAKE_MASK
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+    from .writer import Channel
+
+RESERVED_FIELDS = frozenset({"timestamp", "_nonFinite"})
+
+
+class TrackSlice:
+    """Entries between two times, in time order; ``findByTime(t)`` looks one up."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self.entries = entries
+        self._times = [e["timestamp"] for e in entries]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.entries[i]
+
+    def findByTime(self, t: float) -> dict[str, Any] | None:  # noqa: N802 - SDK spelling
+        """The last entry at or before ``t``, or None if ``t`` is before the first."""
+        i = bisect.bisect_right(self._times, t)
+        return self.entries[i - 1] if i else None
+
+    find_by_time = findByTime
+
+
+class TrackStream:
+    """One topic: ``exp.tracks("robot/position")``."""
+
+    def __init__(self, exp: Experiment, topic: str, channel: Channel) -> None:
+        self.topic = topic
+        self._exp = exp
+        self._channel = channel
+        self._queue: Any = channel.queue
+        self._last = -math.inf
+
+    def append(self, _ts: Any = None, **fields: Any) -> TrackStream:
+        """Append one entry. Nested dicts are flattened with ``.``.
+
+        Without ``_ts`` the time is now, strictly increasing within the topic;
+        ``_ts=-1`` reuses this thread's last time. Entries with equal times merge.
+        """
+        queue = self._queue
+        if queue is None:
+            raise NotStartedError(f"track {self.topic!r}: the experiment is not running (use `with exp.run:`)")
+        if not fields:
+            raise InvalidValueError(f"track {self.topic!r}: append() needs at least one field")
+        bad = RESERVED_FIELDS.intersection(fields)
+        if bad:
+            raise InvalidValueError(f"track {self.topic!r}: field name {sorted(bad)[0]!r} is reserved")
+        if _ts is None:
+            ts = now()
+            if ts <= self._last:
+                ts = math.nextafter(self._last, math.inf)
+        else:
+            ts = resolve_ts(_ts, f"track {self.topic!r}")
+        self._last = max(self._last, ts)
+        thread_state.ts = ts
+        entry = {"timestamp": ts}
+        entry.update(flatten(fields))
+        self._channel.columns.update(entry)
+        queue.append(entry)
+        if not len(queue) & WAKE_MASK:
+            self._exp._writer_poke(queue)
+        return self
+
+    def read(
+        self,
+        start_timestamp: float | None = None,
+        end_timestamp: float | None = None,
+        columns: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Entries in time order (equal times merged), optionally within [start, end]."""
+        self._exp._flush_channel(self._channel)
+        return self._exp._store.read_tracks(self._exp.prefix, self.topic, start_timestamp, end_timestamp, columns)
+
+    def slice(self, start_timestamp: float | None = None, end_timestamp: float | None = None) -> TrackSlice:
+        """A :class:`TrackSlice` of the entries within [start, end]."""
+        return TrackSlice(self.read(start_timestamp, end_timestamp))
+
+    def flush(self) -> TrackStream:
+        """Write this topic's queued entries now."""
+        self._exp._flush_channel(self._channel)
+        return self
+
+
+def merge_same_time(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge neighbouring entries that share a timestamp (later fields win)."""
+    merged: list[dict[str, Any]] = []
+    for entry in entries:
+        if merged and merged[-1]["timestamp"] == entry["timestamp"]:
+            merged[-1] = {**merged[-1], **entry}
+        else:
+            merged.append(entry)
+    return merged
+
+
+class TracksManager:
+    """``exp.tracks``: call it with a topic to get a stream."""
+
+    def __init__(self, exp: Experiment) -> None:
+        self._exp = exp
+        self._topics: dict[str, TrackStream] = {}
+
+    def __call__(self, topic: str) -> TrackStream:
+        stream = self._topics.get(topic)
+        if stream is None:
+            self._exp._require_running("tracks")
+            validate_name(topic, "track topic")
+            stream = self._topics[topic] = TrackStream(self._exp, topic, self._exp._channel("tracks", topic))
+        return stream
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every topic with its entry count and first/last timestamps."""
+        self._exp._require_running("tracks")
+        self._exp._flush_kind("tracks")
+        return self._exp._store.list_tracks(self._exp.prefix)
+
+    def flush(self) -> TracksManager:
+        """Write all queued track entries now."""
+        self._exp._flush_kind("tracks")
+        return self
+
+    def _detach(self) -> None:
+        for stream in self._topics.values():
+            stream._queue = None

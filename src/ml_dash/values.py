@@ -1,0 +1,141 @@
+"""What values ML-Dash accepts, and how they become plain JSON data.
+
+The hot path only checks ``type(v) in PLAIN``; everything else goes through
+:func:`normalize`, which turns numpy/torch scalars and arrays into Python values and
+raises :class:`InvalidValueError` naming the field for anything it cannot store.
+
+Non-finite floats (NaN, +inf, -inf) are not JSON. They are written as ``null`` with a
+``nonFinite`` map beside the record (JSON Pointer -> "NaN" | "Infinity" | "-Infinity"),
+so every line stays valid JSON and our readers restore the floats exactly.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import InvalidValueError
+
+PLAIN: frozenset[type] = frozenset({float, int, str, bool, type(None)})
+_MAX_DEPTH = 32
+
+NONFINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _scalar_from_array_like(value: Any) -> Any | None:
+    """numpy/torch scalars, 0-d arrays and tensors -> Python value; None if not one."""
+    module = type(value).__module__
+    if module.startswith("numpy"):
+        if hasattr(value, "ndim") and value.ndim > 0:
+            return value.tolist()
+        return value.item()
+    if module.startswith("torch"):
+        if hasattr(value, "detach"):
+            value = value.detach().cpu()
+            return value.item() if value.numel() == 1 and value.dim() == 0 else value.tolist()
+        return None
+    return None
+
+
+def normalize(value: Any, field: str, depth: int = 0) -> Any:
+    """Return ``value`` as plain JSON-able Python data, or raise InvalidValueError.
+
+    Accepts: None, bool, int (any size), float (also non-finite), str, numpy and torch
+    scalars/arrays/tensors, dicts with string keys, lists, tuples, datetime (as ISO
+    text) and paths (as text).
+    """
+    kind = type(value)
+    if kind in PLAIN:
+        return value
+    if depth > _MAX_DEPTH:
+        raise InvalidValueError(f"field {field!r}: nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, bool | int | float | str):  # subclasses such as IntEnum, np.float64
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return float(value)
+        return str(value)
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidValueError(
+                    f"field {field!r}: dictionary key {key!r} is a {type(key).__name__}, keys must be strings"
+                )
+            out[key] = normalize(item, f"{field}.{key}", depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [normalize(item, f"{field}[{i}]", depth + 1) for i, item in enumerate(value)]
+    converted = _scalar_from_array_like(value)
+    if converted is not None or type(value).__module__.startswith(("numpy", "torch")):
+        return normalize(converted, field, depth + 1)
+    if isinstance(value, _dt.datetime | _dt.date):
+        return value.isoformat()
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    raise InvalidValueError(
+        f"field {field!r}: value {value!r:.80} of type {type(value).__name__} cannot be stored "
+        "(use numbers, strings, booleans, None, lists or dicts)"
+    )
+
+
+def normalize_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Normalize every value of ``fields`` in place (the slow path of ``log``)."""
+    for key, value in fields.items():
+        if type(value) not in PLAIN:
+            fields[key] = normalize(value, key)
+    return fields
+
+
+def _escape_pointer(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _unescape_pointer(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+def find_nonfinite(value: Any, pointer: str = "") -> dict[str, str]:
+    """Map JSON Pointer -> name for every non-finite float inside ``value``."""
+    found: dict[str, str] = {}
+    kind = type(value)
+    if kind is float:
+        if value != value:
+            found[pointer] = "NaN"
+        elif value in (math.inf, -math.inf):
+            found[pointer] = "Infinity" if value > 0 else "-Infinity"
+    elif kind is dict:
+        for key, item in value.items():
+            if type(item) in (float, dict, list):
+                found.update(find_nonfinite(item, f"{pointer}/{_escape_pointer(key)}"))
+    elif kind is list:
+        for i, item in enumerate(value):
+            if type(item) in (float, dict, list):
+                found.update(find_nonfinite(item, f"{pointer}/{i}"))
+    return found
+
+
+def restore_nonfinite(target: Any, nonfinite: Mapping[str, str]) -> Any:
+    """Put the non-finite floats listed in ``nonfinite`` back into ``target``."""
+    for pointer, name in nonfinite.items():
+        number = NONFINITE_NAMES.get(name)
+        if number is None or not pointer.startswith("/"):
+            continue
+        tokens = [_unescape_pointer(t) for t in pointer[1:].split("/")]
+        node = target
+        try:
+            for token in tokens[:-1]:
+                node = node[int(token)] if isinstance(node, list) else node[token]
+            last = tokens[-1]
+            if isinstance(node, list):
+                node[int(last)] = number
+            elif isinstance(node, dict):
+                node[last] = number
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue
+    return target
