@@ -24,6 +24,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat, starmap
 from typing import Any
 
 from .errors import InvalidValueError, MLDashError
@@ -179,8 +180,7 @@ class Writer:
         queue = ch.queue
         while queue:
             n = min(len(queue), self.batch_size)
-            popleft = queue.popleft
-            batch = [popleft() for _ in range(n)]
+            batch = list(starmap(queue.popleft, repeat((), n)))
             if ch.pending or (self._failing and time.monotonic() < self._retry_at):
                 self._keep(ch, batch)
             else:

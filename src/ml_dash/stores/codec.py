@@ -8,7 +8,6 @@ spell NaN and infinities) takes a second, per-record look for non-finite floats.
 from __future__ import annotations
 
 import datetime as _dt
-from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -44,7 +43,6 @@ def parse_iso(text: Any) -> float | None:
 class _MetricLine(msgspec.Struct, gc=False, omit_defaults=True):
     index: int
     data: dict[str, Any]
-    createdAt: str
     nonFinite: dict[str, str] | None = None
 
 
@@ -65,9 +63,13 @@ def _encode(items: list[Any], what: str) -> bytes:
         raise InvalidValueError(f"{what}: a value cannot be encoded as JSON: {exc}") from exc
 
 
-def encode_metric_lines(points: list[dict[str, Any]], first: int, created: str) -> bytes:
-    """Metric points -> ``{"index", "data", "createdAt"[, "nonFinite"]}`` lines."""
-    lines = list(map(_MetricLine, range(first, first + len(points)), points, repeat(created)))
+def encode_metric_lines(points: list[dict[str, Any]], first: int) -> bytes:
+    """Metric points -> ``{"index", "data"[, "nonFinite"]}`` lines.
+
+    The ML-Dash SDK also writes a per-point ``createdAt`` text; we leave it out: it
+    repeats ``data._ts`` and was a third of every line (see docs/storage-format.md).
+    """
+    lines = list(map(_MetricLine, range(first, first + len(points)), points))
     out = _encode(lines, "metric point")
     if b"null" in out:
         changed = False

@@ -254,9 +254,8 @@ class LocalStore:
     def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]]) -> int:
         if not points:
             return -1
-        created = codec.iso_utc(time.time())
         appender = self._appender(self._stream_file(prefix, "metrics", name), "index")
-        first, _ = appender.append(lambda first: (codec.encode_metric_lines(points, first, created), len(points)))
+        first, _ = appender.append(lambda first: (codec.encode_metric_lines(points, first), len(points)))
         return first
 
     def _decode_metric_block(self, block: bytes, path: str) -> list[dict[str, Any]]:
@@ -322,6 +321,7 @@ class LocalStore:
         if kind == "metrics":
             stats = self.metric_stats(prefix, name)
             doc.update(
+                metricId=doc.get("metricId") or f"local-metric-{name}",
                 name=name,
                 totalDataPoints=stats["totalDataPoints"],
                 nextIndex=stats["totalDataPoints"],
