@@ -94,8 +94,9 @@ class Experiment:
         self.folders = parsed.folders
         self.api_key = api_key or os.environ.get("ML_DASH_API_KEY")
         self.echo = echo_default() if echo is None else bool(echo)
-        interval = flush_interval if flush_interval is not None else float(os.environ.get("ML_DASH_FLUSH_INTERVAL", "0.5"))
-        self.flush_interval = interval
+        if flush_interval is None:
+            flush_interval = float(os.environ.get("ML_DASH_FLUSH_INTERVAL", "0.5"))
+        self.flush_interval = flush_interval
         self.close_timeout = close_timeout
         self._store = LocalStore(dash_root)
         self.dash_root = self._store.root
@@ -275,5 +276,5 @@ def _flush_running_experiments() -> None:
         if writer is not None:
             try:
                 writer.close(min(exp.close_timeout, 10.0))
-            except Exception:  # noqa: BLE001 - exiting anyway
+            except Exception:
                 pass

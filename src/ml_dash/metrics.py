@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class MetricStream:
     """One named metric stream: ``exp.metrics("train")``."""
 
-    __slots__ = ("name", "_exp", "_channel", "_queue", "_poke", "description", "tags", "metadata")
+    __slots__ = ("_channel", "_exp", "_poke", "_queue", "description", "metadata", "name", "tags")
 
     def __init__(self, exp: Experiment, name: str, channel: Channel) -> None:
         self.name = name

@@ -163,7 +163,7 @@ class Writer:
             self._event.clear()
             try:
                 self.drain()
-            except Exception as exc:  # noqa: BLE001 - the writer thread must survive anything
+            except Exception as exc:
                 log.exception("ml-dash writer: unexpected error: %s", exc)
             if self._stopping:
                 return
@@ -200,7 +200,7 @@ class Writer:
             self._note_failure(ch, exc)
             self._keep(ch, batch)
             return False
-        except Exception as exc:  # noqa: BLE001 - a bug must not loop or kill the writer
+        except Exception as exc:
             ch.rejected += len(batch)
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("ml-dash: %d records of %s set aside after an unexpected error", len(batch), ch.label)

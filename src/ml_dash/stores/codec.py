@@ -40,20 +40,20 @@ def parse_iso(text: Any) -> float | None:
     return parsed.timestamp()
 
 
-class _MetricLine(msgspec.Struct, gc=False, omit_defaults=True):
+class _MetricLine(msgspec.Struct, gc=False, omit_defaults=True, rename="camel"):
     index: int
     data: dict[str, Any]
-    nonFinite: dict[str, str] | None = None
+    non_finite: dict[str, str] | None = None
 
 
-class _LogLine(msgspec.Struct, gc=False, omit_defaults=True):
-    sequenceNumber: int
+class _LogLine(msgspec.Struct, gc=False, omit_defaults=True, rename="camel"):
+    sequence_number: int
     timestamp: str
     level: str
     message: str
     metadata: dict[str, Any]
     ts: float
-    nonFinite: dict[str, str] | None = None
+    non_finite: dict[str, str] | None = None
 
 
 def _encode(items: list[Any], what: str) -> bytes:
@@ -76,7 +76,7 @@ def encode_metric_lines(points: list[dict[str, Any]], first: int) -> bytes:
         for line in lines:
             found = find_nonfinite(line.data)
             if found:
-                line.nonFinite = found
+                line.non_finite = found
                 changed = True
         if changed:
             out = _encode(lines, "metric point")
@@ -95,7 +95,7 @@ def encode_log_lines(records: list[LogRecord], first: int) -> bytes:
         for line in lines:
             found = find_nonfinite(line.metadata)
             if found:
-                line.nonFinite = found
+                line.non_finite = found
                 changed = True
         if changed:
             out = _encode(lines, "log record")

@@ -325,7 +325,9 @@ def decode_block(block: bytes, path: str = "") -> list[Any]:
                 try:
                     out.append(_decode(line))
                 except msgspec.DecodeError:
-                    warnings.warn(f"ml-dash: skipping unreadable line {number} of a block in {path}", RuntimeWarning, stacklevel=2)
+                    warnings.warn(
+                        f"ml-dash: skipping unreadable line {number} of a block in {path}", RuntimeWarning, stacklevel=2
+                    )
             return out
     finally:
         if enabled:

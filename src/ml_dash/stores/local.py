@@ -30,7 +30,6 @@ import msgspec
 from ..errors import InvalidValueError, NotFoundError, StorageError
 from ..names import parse_prefix
 from ..records import (
-    FORMAT_VERSION,
     ExperimentInfo,
     LogPage,
     LogQuery,
@@ -202,7 +201,7 @@ class LocalStore:
                 prefix = os.path.relpath(folder, self.root).replace(os.sep, "/")
                 try:
                     info = self.get_experiment(prefix)
-                except Exception:  # noqa: BLE001 - one broken folder must not hide the others
+                except Exception:
                     continue
                 if info is not None:
                     found.append(info)
@@ -317,7 +316,9 @@ class LocalStore:
         folder = os.path.join(self.experiment_dir(prefix), kind, *name.split("/"))
         path = os.path.join(folder, "metadata.json")
         old = read_json(path)
-        doc: dict[str, Any] = dict(old) if isinstance(old, dict) else {"name": name, "createdAt": codec.iso_utc(time.time())}
+        doc: dict[str, Any] = (
+            dict(old) if isinstance(old, dict) else {"name": name, "createdAt": codec.iso_utc(time.time())}
+        )
         if kind == "metrics":
             stats = self.metric_stats(prefix, name)
             doc.update(
@@ -389,7 +390,8 @@ class LocalStore:
         if descending:
             matches.reverse()
         page = [self._log_out(line) for line in matches[offset : offset + limit]]
-        return LogPage(logs=page, total=len(matches), offset=offset, limit=limit, hasMore=offset + len(page) < len(matches))
+        total = len(matches)
+        return LogPage(logs=page, total=total, offset=offset, limit=limit, hasMore=offset + len(page) < total)
 
     @staticmethod
     def _log_out(line: dict[str, Any]) -> dict[str, Any]:
@@ -434,7 +436,7 @@ class LocalStore:
         lines.sort(key=lambda e: e.get("timestamp", 0.0))  # stable: appends keep their order
         merged: list[dict[str, Any]] = []
         for entry in lines:
-            ts = entry.get("timestamp")
+            ts = entry.get("timestamp", 0.0)
             if start_timestamp is not None and ts < start_timestamp:
                 continue
             if end_timestamp is not None and ts > end_timestamp:

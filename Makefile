@@ -1,0 +1,42 @@
+# The few commands a contributor needs. `make run` and `make test` work on a fresh
+# machine: they create .venv and install the package with its dev tools first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-slow lint types check bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install              ## the main job: an example training script logging into .dash/
+	$(BIN)/python examples/quickstart.py
+
+test: install             ## the fast test suite (what the README gives)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: install        ## soak, crash and load tests (CI runs them too)
+	$(BIN)/python -m pytest -m slow -q
+
+lint: install
+	$(BIN)/ruff check .
+
+types: install
+	$(BIN)/mypy
+
+check: lint types test test-slow
+
+bench: install            ## full benchmarks; figures go in BENCHMARKS.md
+	$(BIN)/python benchmarks/bench_local.py
+
+bench-quick: install      ## a small smoke run of the benchmarks
+	$(BIN)/python benchmarks/bench_local.py --quick
+
+clean:
+	rm -rf $(VENV) .dash .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,154 @@
+"""The ``ml-dash`` command: look at what experiments recorded, from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from .errors import MLDashError
+from .logs import normalize_level
+from .names import parse_prefix
+from .stores.local import LocalStore
+
+
+def _root(args: argparse.Namespace) -> LocalStore:
+    return LocalStore(args.root or os.environ.get("ML_DASH_ROOT") or ".dash")
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    store = _root(args)
+    infos = store.list_experiments(args.owner, args.project)
+    if args.json:
+        for info in infos:
+            _print_json({"prefix": info.prefix, "status": info.status, "tags": list(info.tags)})
+        return 0
+    if not infos:
+        print(f"no experiments under {store.root}")
+        return 0
+    width = max(len(i.prefix) for i in infos)
+    for info in infos:
+        print(f"{info.prefix:<{width}}  {info.status}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    store = _root(args)
+    prefix = parse_prefix(args.prefix).path
+    info = store.get_experiment(prefix)
+    if info is None:
+        print(f"ml-dash: no experiment {prefix!r} under {store.root}", file=sys.stderr)
+        return 1
+    summary: dict[str, Any] = {
+        "prefix": info.prefix,
+        "status": info.status,
+        "description": info.description,
+        "tags": list(info.tags),
+        "path": store.experiment_dir(prefix),
+        "params": store.get_params(prefix).data,
+        "metrics": store.list_metrics(prefix),
+        "tracks": store.list_tracks(prefix),
+        "logs": store.query_logs(prefix, {"limit": 0})["total"],
+    }
+    if args.json:
+        _print_json(summary)
+        return 0
+    for key, value in summary.items():
+        if key == "metrics":
+            print("metrics:")
+            for stats in value:
+                print(f"  {stats['name']}: {stats['totalDataPoints']} points")
+        elif key == "tracks":
+            print("tracks:")
+            for track in value:
+                print(f"  {track['topic']}: {track['totalEntries']} entries")
+        elif key == "params":
+            print("params:")
+            for name, param in sorted(value.items()):
+                print(f"  {name} = {param!r}")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    store = _root(args)
+    prefix = parse_prefix(args.prefix).path
+    page = store.read_metrics(prefix, args.name, args.start, args.limit)
+    for point in page["data"]:
+        _print_json({"index": point["index"], **point["data"]})
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    store = _root(args)
+    prefix = parse_prefix(args.prefix).path
+    query: dict[str, Any] = {"offset": args.offset, "limit": args.limit}
+    if args.level:
+        query["levels"] = [normalize_level(level) for level in args.level]
+    if args.search:
+        query["search"] = args.search
+    page = store.query_logs(prefix, query)  # type: ignore[arg-type]
+    for line in page["logs"]:
+        if args.json:
+            _print_json(line)
+        else:
+            meta = f" {line['metadata']}" if line.get("metadata") else ""
+            print(f"{line['timestamp']} [{line['level']}] {line['message']}{meta}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ml-dash", description="Inspect ML-Dash experiments.")
+    parser.add_argument("--root", help="the dash root folder (default: $ML_DASH_ROOT or .dash)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("list", help="list experiments and their status")
+    p.add_argument("--owner")
+    p.add_argument("--project")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(run=_cmd_list)
+
+    p = commands.add_parser("show", help="params, metric streams, tracks and log count of one experiment")
+    p.add_argument("prefix")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_show)
+
+    p = commands.add_parser("metrics", help="print a metric stream as JSON lines")
+    p.add_argument("prefix")
+    p.add_argument("name")
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--limit", type=int, default=1000)
+    p.set_defaults(run=_cmd_metrics)
+
+    p = commands.add_parser("logs", help="print log lines")
+    p.add_argument("prefix")
+    p.add_argument("--level", action="append", help="only these levels (repeatable)")
+    p.add_argument("--search", help="only lines whose message contains this text")
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_logs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except MLDashError as exc:
+        print(f"ml-dash: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
