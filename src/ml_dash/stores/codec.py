@@ -8,6 +8,7 @@ spell NaN and infinities) takes a second, per-record look for non-finite floats.
 from __future__ import annotations
 
 import datetime as _dt
+from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -19,6 +20,8 @@ from ..values import find_nonfinite, restore_nonfinite
 _encoder = msgspec.json.Encoder()
 NONFINITE_KEY = "nonFinite"
 TRACK_NONFINITE_KEY = "_nonFinite"
+TRACK_BATCH_KEY = "_batchId"
+BATCH_KEY = "batchId"
 _UTC = _dt.timezone.utc
 
 
@@ -42,12 +45,14 @@ def parse_iso(text: Any) -> float | None:
 
 class _MetricLine(msgspec.Struct, gc=False, omit_defaults=True, rename="camel"):
     index: int
-    data: dict[str, Any]
+    batch_id: str | None = None
+    data: dict[str, Any] = {}
     non_finite: dict[str, str] | None = None
 
 
-class _LogLine(msgspec.Struct, gc=False, omit_defaults=True, rename="camel"):
+class _LogLine(msgspec.Struct, gc=False, omit_defaults=True, rename="camel", kw_only=True):
     sequence_number: int
+    batch_id: str | None = None
     timestamp: str
     level: str
     message: str
@@ -63,13 +68,15 @@ def _encode(items: list[Any], what: str) -> bytes:
         raise InvalidValueError(f"{what}: a value cannot be encoded as JSON: {exc}") from exc
 
 
-def encode_metric_lines(points: list[dict[str, Any]], first: int) -> bytes:
+def encode_metric_lines(points: list[dict[str, Any]], first: int, batch_id: str | None = None) -> bytes:
     """Metric points -> ``{"index", "data"[, "nonFinite"]}`` lines.
 
     The ML-Dash SDK also writes a per-point ``createdAt`` text; we leave it out: it
     repeats ``data._ts`` and was a third of every line (see docs/storage-format.md).
     """
-    lines = list(map(_MetricLine, range(first, first + len(points)), points))
+    lines = list(map(_MetricLine, range(first, first + len(points)), repeat(None), points))
+    if batch_id is not None and lines:
+        lines[0].batch_id = batch_id
     out = _encode(lines, "metric point")
     if b"null" in out:
         changed = False
@@ -83,12 +90,22 @@ def encode_metric_lines(points: list[dict[str, Any]], first: int) -> bytes:
     return out
 
 
-def encode_log_lines(records: list[LogRecord], first: int) -> bytes:
+def encode_log_lines(records: list[LogRecord], first: int, batch_id: str | None = None) -> bytes:
     """Log records -> ``{"sequenceNumber", "timestamp", "level", ...}`` lines."""
     lines = []
     for seq, rec in enumerate(records, first):
         metadata = rec.metadata or {}
-        lines.append(_LogLine(seq, iso_utc(rec.ts), rec.level, rec.message, metadata, rec.ts))
+        lines.append(
+            _LogLine(
+                sequence_number=seq,
+                batch_id=batch_id if seq == first else None,
+                timestamp=iso_utc(rec.ts),
+                level=rec.level,
+                message=rec.message,
+                metadata=metadata,
+                ts=rec.ts,
+            )
+        )
     out = _encode(lines, "log record")
     if b"null" in out:
         changed = False
@@ -102,8 +119,10 @@ def encode_log_lines(records: list[LogRecord], first: int) -> bytes:
     return out
 
 
-def encode_track_lines(entries: list[dict[str, Any]]) -> bytes:
+def encode_track_lines(entries: list[dict[str, Any]], batch_id: str | None = None) -> bytes:
     """Track entries (flat dicts starting with ``timestamp``) -> one line each."""
+    if batch_id is not None and entries:
+        entries = [{TRACK_BATCH_KEY: batch_id, **entries[0]}, *entries[1:]]
     out = _encode(entries, "track entry")
     if b"null" in out:
         fixed = []
@@ -115,6 +134,7 @@ def encode_track_lines(entries: list[dict[str, Any]]) -> bytes:
 
 
 def restore_metric(line: dict[str, Any]) -> dict[str, Any]:
+    line.pop(BATCH_KEY, None)
     found = line.pop(NONFINITE_KEY, None)
     if found and isinstance(line.get("data"), dict):
         restore_nonfinite(line["data"], found)
@@ -122,6 +142,7 @@ def restore_metric(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def restore_log(line: dict[str, Any]) -> dict[str, Any]:
+    line.pop(BATCH_KEY, None)
     found = line.pop(NONFINITE_KEY, None)
     if found and isinstance(line.get("metadata"), dict):
         restore_nonfinite(line["metadata"], found)
@@ -129,6 +150,7 @@ def restore_log(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def restore_track(line: dict[str, Any]) -> dict[str, Any]:
+    line.pop(TRACK_BATCH_KEY, None)
     found = line.pop(TRACK_NONFINITE_KEY, None)
     if found:
         restore_nonfinite(line, found)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
+import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,6 +28,10 @@ from ..errors import StorageError
 
 _TAIL_CHUNK = 1 << 16
 _decode = msgspec.json.decode
+# A batch's id sits right after the counter on its first line (or first in a track
+# line), so it can be found without parsing; inside JSON strings quotes are escaped,
+# so user data cannot look like this.
+_BATCH_ID = re.compile(rb'^\{(?:"(?:index|sequenceNumber)":(\d+),)?"_?batchId":"([^"\\]*)"', re.M)
 
 
 def _pread_all(fd: int, size: int, offset: int) -> bytes:
@@ -88,11 +93,13 @@ class LockedAppender:
         self._lock = threading.Lock()
         self._known_size = -1
         self._next = 0
+        self._batches: dict[str, int] = {}
+        self._scanned = 0
 
     def _open(self) -> int:
         if self._fd is None:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             self._known_size = -1
         return self._fd
 
@@ -111,11 +118,14 @@ class LockedAppender:
                 os.close(self._fd)
                 self._fd = None
 
-    def append(self, encode: Callable[[int], tuple[bytes, int]]) -> tuple[int, int]:
+    def append(self, encode: Callable[[int], tuple[bytes, int]], batch_id: str | None = None) -> tuple[int, int]:
         """Append what ``encode(first_counter)`` returns; return (first_counter, count).
 
         ``encode`` gets the next free counter and returns the bytes to write and how
-        many counter values they used. It runs under the file lock.
+        many counter values they used. It runs under the file lock. With a
+        ``batch_id`` (which ``encode`` must write into the batch's first line), a
+        batch already in the file is not written again: the call returns its
+        original first counter and a count of 0.
         """
         with self._lock:
             try:
@@ -128,14 +138,41 @@ class LockedAppender:
                 if size != self._known_size:
                     size = self._repair_tail(fd, size)
                     self._next = self._counter_after(fd, size)
+                    self._scanned = min(self._scanned, size)
+                if batch_id is not None:
+                    if self._scanned < size:
+                        self._scan_batches(fd, size)
+                    done = self._batches.get(batch_id)
+                    if done is not None:
+                        return done, 0
                 first = self._next
                 data, used = encode(first)
                 self._write_all(fd, data, size)
                 self._known_size = size + len(data)
                 self._next = first + used
+                if batch_id is not None:
+                    self._batches[batch_id] = first
+                    if self._scanned == size:
+                        self._scanned = self._known_size
                 return first, used
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _scan_batches(self, fd: int, size: int) -> None:
+        """Learn the batch ids written since the last scan (by us or other processes)."""
+        start = self._scanned
+        if start > 0:
+            start = last_newline_end(fd, start)
+        pos = start
+        carry = b""
+        while pos < size:
+            chunk = carry + os.pread(fd, min(1 << 22, size - pos), pos)
+            pos += len(chunk) - len(carry)
+            cut = chunk.rfind(b"\n") + 1
+            for match in _BATCH_ID.finditer(chunk, 0, cut):
+                self._batches[match.group(2).decode()] = int(match.group(1) or 0)
+            carry = chunk[cut:]
+        self._scanned = size
 
     def _write_all(self, fd: int, data: bytes, size: int) -> None:
         view = memoryview(data)

@@ -250,16 +250,18 @@ class LocalStore:
 
     # -- metrics -----------------------------------------------------------------------
 
-    def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]]) -> int:
+    def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None) -> int:
         if not points:
             return -1
         appender = self._appender(self._stream_file(prefix, "metrics", name), "index")
-        first, _ = appender.append(lambda first: (codec.encode_metric_lines(points, first), len(points)))
+        first, _ = appender.append(
+            lambda first: (codec.encode_metric_lines(points, first, batch_id), len(points)), batch_id
+        )
         return first
 
     def _decode_metric_block(self, block: bytes, path: str) -> list[dict[str, Any]]:
         lines = decode_block(block, path)
-        if b'"nonFinite"' in block:
+        if b'"nonFinite"' in block or b'"batchId"' in block:
             for line in lines:
                 codec.restore_metric(line)
         return lines
@@ -343,11 +345,13 @@ class LocalStore:
 
     # -- logs --------------------------------------------------------------------------
 
-    def append_logs(self, prefix: str, records: list[LogRecord]) -> int:
+    def append_logs(self, prefix: str, records: list[LogRecord], batch_id: str | None = None) -> int:
         if not records:
             return -1
         appender = self._appender(self._logs_file(prefix), "sequenceNumber")
-        first, _ = appender.append(lambda first: (codec.encode_log_lines(records, first), len(records)))
+        first, _ = appender.append(
+            lambda first: (codec.encode_log_lines(records, first, batch_id), len(records)), batch_id
+        )
         return first
 
     def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
@@ -402,11 +406,13 @@ class LocalStore:
 
     # -- tracks ------------------------------------------------------------------------
 
-    def append_tracks(self, prefix: str, topic: str, entries: list[dict[str, Any]]) -> int:
+    def append_tracks(
+        self, prefix: str, topic: str, entries: list[dict[str, Any]], batch_id: str | None = None
+    ) -> int:
         if not entries:
             return 0
         appender = self._appender(self._stream_file(prefix, "tracks", topic), None)
-        appender.append(lambda _first: (codec.encode_track_lines(entries), 0))
+        appender.append(lambda _first: (codec.encode_track_lines(entries, batch_id), 0), batch_id)
         return len(entries)
 
     def _track_lines(self, prefix: str, topic: str) -> list[dict[str, Any]]:
@@ -419,7 +425,7 @@ class LocalStore:
         with reader:
             for block in reader.iter_blocks():
                 lines = decode_block(block, path)
-                if b'"_nonFinite"' in block:
+                if b'"_nonFinite"' in block or b'"_batchId"' in block:
                     lines = [codec.restore_track(line) for line in lines]
                 out.extend(lines)
         return out
