@@ -47,6 +47,30 @@ class StorageError(MLDashError, OSError):
     code = "storage_error"
 
 
+class UnauthorizedError(MLDashError):
+    """No token, or a token the server does not know (or has revoked)."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(MLDashError):
+    """The token is valid but does not own the experiment asked for."""
+
+    code = "forbidden"
+
+
+class BadRequestError(MLDashError, ValueError):
+    """A request the server cannot parse (malformed JSON, wrong types)."""
+
+    code = "bad_request"
+
+
+class TooLargeError(MLDashError, ValueError):
+    """A body or batch over the server's size limit."""
+
+    code = "too_large"
+
+
 ERRORS_BY_CODE: dict[str, type[MLDashError]] = {
     cls.code: cls
     for cls in (
@@ -56,5 +80,22 @@ ERRORS_BY_CODE: dict[str, type[MLDashError]] = {
         NotStartedError,
         NotFoundError,
         StorageError,
+        UnauthorizedError,
+        ForbiddenError,
+        BadRequestError,
+        TooLargeError,
     )
+}
+
+HTTP_STATUS: dict[str, int] = {
+    "bad_request": 400,
+    "invalid_name": 400,
+    "invalid_value": 422,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "not_started": 409,
+    "too_large": 413,
+    "storage_error": 503,
+    "error": 500,
 }

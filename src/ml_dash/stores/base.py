@@ -38,8 +38,11 @@ class Store(Protocol):
         """The stored params (empty data when none were set)."""
         ...
 
-    def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]]) -> int:
-        """Append points (field dicts with ``_ts``); returns the index of the first."""
+    def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None) -> int:
+        """Append points (field dicts with ``_ts``); returns the index of the first.
+
+        A ``batch_id`` seen before is not stored again (the first index is returned).
+        """
         ...
 
     def read_metrics(self, prefix: str, name: str, start_index: int = 0, limit: int = 1000) -> MetricPage:
@@ -54,7 +57,7 @@ class Store(Protocol):
         """Stats of every metric stream of the experiment."""
         ...
 
-    def append_logs(self, prefix: str, records: list[LogRecord]) -> int:
+    def append_logs(self, prefix: str, records: list[LogRecord], batch_id: str | None = None) -> int:
         """Append log records; returns the sequence number of the first."""
         ...
 
@@ -62,7 +65,9 @@ class Store(Protocol):
         """Log lines matching the filters, paged."""
         ...
 
-    def append_tracks(self, prefix: str, topic: str, entries: list[dict[str, Any]]) -> int:
+    def append_tracks(
+        self, prefix: str, topic: str, entries: list[dict[str, Any]], batch_id: str | None = None
+    ) -> int:
         """Append entries (flat dicts with ``timestamp``); returns how many were written."""
         ...
 
