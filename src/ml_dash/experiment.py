@@ -17,7 +17,7 @@ from .params import Params
 from .records import ExperimentInfo
 from .stores.local import LocalStore
 from .tracks import TracksManager, merge_same_time
-from .writer import Channel, CloseReport, Writer
+from .writer import Batch, Channel, CloseReport, Writer
 
 _running: weakref.WeakSet[Experiment] = weakref.WeakSet()
 _UNSET: Any = object()
@@ -177,7 +177,9 @@ class Experiment:
             return
         self._writer = Writer(self.prefix, flush_interval=self.flush_interval, on_flush=self._on_stream_flush)
         self._control_channel = self._writer.channel("control", "", self._send_control)
-        self._logs_channel = self._writer.channel("logs", "", lambda batch: self._store.append_logs(self.prefix, batch))
+        self._logs_channel = self._writer.channel(
+            "logs", "", lambda batch: self._store.append_logs(self.prefix, batch, batch.id)
+        )
         self._metrics = MetricsManager(self)
         self._tracks = TracksManager(self)
         self.status = "RUNNING"
@@ -221,12 +223,14 @@ class Experiment:
     def _channel(self, kind: str, name: str) -> Channel:
         assert self._writer is not None
         if kind == "metrics":
-            send = lambda batch: self._store.append_metrics(self.prefix, name, batch)  # noqa: E731
+            send = lambda batch: self._store.append_metrics(self.prefix, name, batch, batch.id)  # noqa: E731
         else:
-            send = lambda batch: self._store.append_tracks(self.prefix, name, merge_same_time(batch))  # noqa: E731
+            send = lambda batch: self._store.append_tracks(  # noqa: E731
+                self.prefix, name, merge_same_time(batch), batch.id
+            )
         return self._writer.channel(kind, name, send)
 
-    def _send_control(self, ops: list[tuple[Any, ...]]) -> None:
+    def _send_control(self, ops: Batch) -> None:
         # Ops leave the batch as they succeed, so a retry never repeats one.
         while ops:
             op, *args = ops[0]

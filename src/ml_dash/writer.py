@@ -37,15 +37,34 @@ MAX_QUEUE = 16 * BATCH_SIZE  # beyond this the caller briefly yields to the writ
 HARD_QUEUE = 1_000_000  # beyond this (writer stuck) new records are dropped and counted
 
 
+class Batch(list[Any]):
+    """Records sent together, with an id the store uses to never store them twice."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, items: Any = (), batch_id: str | None = None) -> None:
+        super().__init__(items)
+        self.id = batch_id or new_batch_id()
+
+
+_session = os.urandom(6).hex()
+_counter = iter(range(1 << 62))
+
+
+def new_batch_id() -> str:
+    """Unique per process run and batch: ``<random session>-<counter>``."""
+    return f"{_session}{os.getpid():x}-{next(_counter):x}"
+
+
 @dataclass
 class Channel:
     """One stream of records into the store: a metric, the logs, a track topic, control."""
 
     kind: str
     name: str
-    send: Callable[[list[Any]], Any]
+    send: Callable[[Batch], Any]
     queue: deque[Any] = field(default_factory=deque)
-    pending: deque[list[Any]] = field(default_factory=deque)
+    pending: deque[Batch] = field(default_factory=deque)
     pending_count: int = 0
     dropped: int = 0
     rejected: int = 0
@@ -124,7 +143,7 @@ class Writer:
 
     # -- channels ------------------------------------------------------------------------
 
-    def channel(self, kind: str, name: str, send: Callable[[list[Any]], Any]) -> Channel:
+    def channel(self, kind: str, name: str, send: Callable[[Batch], Any]) -> Channel:
         """The channel for (kind, name), created on first use. Control comes first."""
         key = (kind, name)
         ch = self._channels.get(key)
@@ -180,7 +199,7 @@ class Writer:
         queue = ch.queue
         while queue:
             n = min(len(queue), self.batch_size)
-            batch = list(starmap(queue.popleft, repeat((), n)))
+            batch = Batch(starmap(queue.popleft, repeat((), n)))
             if ch.pending or (self._failing and time.monotonic() < self._retry_at):
                 self._keep(ch, batch)
             else:
@@ -188,7 +207,7 @@ class Writer:
         if ch.pending and time.monotonic() >= self._retry_at:
             self._retry(ch)
 
-    def _deliver(self, ch: Channel, batch: list[Any]) -> bool:
+    def _deliver(self, ch: Channel, batch: Batch) -> bool:
         try:
             ch.send(batch)
         except InvalidValueError as exc:
@@ -223,11 +242,11 @@ class Writer:
                 ch.pending.rotate(1)
                 return
 
-    def _keep(self, ch: Channel, batch: list[Any]) -> None:
+    def _keep(self, ch: Channel, batch: Batch) -> None:
         room = self.max_pending - self._pending_total
         if room < len(batch):
             ch.dropped += len(batch) - max(room, 0)
-            batch = batch[: max(room, 0)]
+            batch = Batch(batch[: max(room, 0)], batch.id)
         if batch:
             ch.pending.append(batch)
             ch.pending_count += len(batch)
@@ -313,6 +332,8 @@ class Writer:
 
 
 def _reinit_after_fork() -> None:
+    global _session
+    _session = os.urandom(6).hex()
     for writer in list(_live_writers):
         writer._after_fork_in_child()
 
