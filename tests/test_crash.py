@@ -37,7 +37,7 @@ FLUSH_INTERVAL = 0.2
 # On top of one flush interval: time for the writer thread to get the GIL and the CPU
 # and to encode and write what piled up. Only points logged before
 # ``kill_time - FLUSH_INTERVAL - SLACK`` are required on disk.
-SLACK = 0.4
+SLACK = 0.3
 EXTRA = 50  # points/lines/entries logged after the resume
 
 
@@ -153,7 +153,7 @@ def _kill_at_random_moment(tmp_path: Path, seed: int) -> None:
     )  # fmt: skip
     try:
         LineWaiter(proc).wait_for("ready")
-        time.sleep(rng.uniform(0.02, 1.3))
+        time.sleep(rng.uniform(0.05, 1.6))
         assert proc.poll() is None, "the child stopped logging on its own"
         kill_time = time.time()
         os.kill(proc.pid, signal.SIGKILL)

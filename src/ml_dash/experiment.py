@@ -9,13 +9,15 @@ import warnings
 import weakref
 from typing import Any
 
-from .errors import MLDashError, NotStartedError
+from .errors import NotStartedError
 from .logs import Logs, echo_default
 from .metrics import MetricsManager
 from .names import parse_prefix
 from .params import Params
 from .records import ExperimentInfo
+from .stores.hybrid import HybridStore
 from .stores.local import LocalStore
+from .stores.remote import RemoteStore
 from .tracks import TracksManager, merge_same_time
 from .writer import Batch, Channel, CloseReport, Writer
 
@@ -81,14 +83,15 @@ class Experiment:
         metadata: dict[str, Any] | None = None,
         echo: bool | None = None,
         flush_interval: float | None = None,
-        close_timeout: float = 10.0,
+        close_timeout: float | None = None,
     ) -> None:
         prefix = prefix or name or os.environ.get("ML_DASH_PREFIX")
         parsed = parse_prefix(prefix, project)
-        if dash_url is not None:
-            raise MLDashError("remote mode (dash_url=...) is not available in this version yet; use dash_root")
-        if dash_root is _UNSET or dash_root is None:
-            dash_root = os.environ.get("ML_DASH_ROOT") or ".dash"
+        dash_url = dash_url or os.environ.get("ML_DASH_URL") or None
+        explicit_root = dash_root is not _UNSET and dash_root is not None
+        root = os.environ.get("ML_DASH_ROOT") or ".dash"
+        if dash_root is not _UNSET and dash_root is not None:
+            root = os.fspath(dash_root)
         self.prefix = parsed.path
         self.owner, self.project, self.name = parsed.owner, parsed.project, parsed.name
         self.folders = parsed.folders
@@ -97,9 +100,15 @@ class Experiment:
         if flush_interval is None:
             flush_interval = float(os.environ.get("ML_DASH_FLUSH_INTERVAL", "0.5"))
         self.flush_interval = flush_interval
-        self.close_timeout = close_timeout
-        self._store = LocalStore(dash_root)
-        self.dash_root = self._store.root
+        self.close_timeout = close_timeout if close_timeout is not None else (30.0 if dash_url else 10.0)
+        self.dash_url = dash_url
+        self._store: Any
+        if dash_url:
+            remote = RemoteStore(dash_url, self.api_key, os.path.join(root, ".spool"), timeout=self.close_timeout)
+            self._store = HybridStore(LocalStore(root), remote) if explicit_root else remote
+        else:
+            self._store = LocalStore(root)
+        self.dash_root: str | None = os.path.abspath(root) if (explicit_root or not dash_url) else None
         self.info = ExperimentInfo(
             prefix=self.prefix,
             owner=self.owner,
@@ -122,9 +131,10 @@ class Experiment:
     # -- public ------------------------------------------------------------------------
 
     @property
-    def path(self) -> str:
-        """The experiment's folder (local mode)."""
-        return self._store.experiment_dir(self.prefix)
+    def path(self) -> str | None:
+        """The experiment's folder (local and hybrid modes; None in remote-only mode)."""
+        experiment_dir = getattr(self._store, "experiment_dir", None)
+        return experiment_dir(self.prefix) if experiment_dir else None
 
     @property
     def params(self) -> Params:
@@ -199,7 +209,13 @@ class Experiment:
         self._tracks._detach()
         self._writer = None
         _running.discard(self)
+        started = time.monotonic()
         report = writer.close(self.close_timeout)
+        left = self._store.close(max(self.close_timeout - (time.monotonic() - started), 0.0)) \
+            if self.dash_url else self._store.close()
+        if left:
+            report.spooled = left
+            report.spool_dir = self._store.spool.folder
         self.status = status
         self.close_report = report
         if not report.ok:

@@ -85,10 +85,12 @@ class CloseReport:
     dropped: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
+    spooled: int = 0
+    spool_dir: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not (self.unwritten or self.dropped or self.rejected)
+        return not (self.unwritten or self.dropped or self.rejected or self.spooled)
 
     def __str__(self) -> str:
         if self.ok:
@@ -97,6 +99,8 @@ class CloseReport:
         for title, counts in (("not written", self.unwritten), ("dropped", self.dropped), ("rejected", self.rejected)):
             if counts:
                 parts.append(f"{title}: " + ", ".join(f"{n} {label}" for label, n in counts.items()))
+        if self.spooled:
+            parts.append(f"{self.spooled} requests still spooled in {self.spool_dir} (send them with `ml-dash sync`)")
         if self.last_error:
             parts.append(f"last error: {self.last_error}")
         return "; ".join(parts)
