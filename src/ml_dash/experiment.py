@@ -198,28 +198,36 @@ class Experiment:
         _running.add(self)
 
     def _finish(self, status: str, reason: str | None = None) -> CloseReport | None:
-        writer = self._writer
-        if writer is None:
+        if self._writer is None:
             return None
         changes: dict[str, Any] = {"status": status, "ended_at": time.time()}
         if reason:
             changes["metadata"] = {**self.info.metadata, "error": reason}
         self._control_channel.queue.append(("update_experiment", changes))
+        report = self._shutdown(self.close_timeout)
+        self.status = status
+        self.close_report = report
+        if not report.ok:
+            warnings.warn(f"ml-dash: closing {self.prefix}: {report}", RuntimeWarning, stacklevel=3)
+        return report
+
+    def _shutdown(self, timeout: float) -> CloseReport:
+        """Stop logging, drain the writer, close the store; all within ``timeout`` seconds."""
+        writer = self._writer
+        assert writer is not None
         self._metrics._detach()
         self._tracks._detach()
         self._writer = None
         _running.discard(self)
         started = time.monotonic()
-        report = writer.close(self.close_timeout)
-        left = self._store.close(max(self.close_timeout - (time.monotonic() - started), 0.0)) \
-            if self.dash_url else self._store.close()
-        if left:
-            report.spooled = left
-            report.spool_dir = self._store.spool.folder
-        self.status = status
-        self.close_report = report
-        if not report.ok:
-            warnings.warn(f"ml-dash: closing {self.prefix}: {report}", RuntimeWarning, stacklevel=3)
+        report = writer.close(timeout)
+        if self.dash_url:
+            left = self._store.close(max(timeout - (time.monotonic() - started), 0.0))
+            if left:
+                report.spooled = left
+                report.spool_dir = self._store.spool.folder
+        else:
+            self._store.close()
         return report
 
     # -- plumbing used by the managers -------------------------------------------------
@@ -292,9 +300,10 @@ class Experiment:
 def _flush_running_experiments() -> None:
     """At interpreter exit, write what running experiments still hold (status unchanged)."""
     for exp in list(_running):
-        writer = exp._writer
-        if writer is not None:
+        if exp._writer is not None:
             try:
-                writer.close(min(exp.close_timeout, 10.0))
+                report = exp._shutdown(min(exp.close_timeout, 10.0))
+                if not report.ok:
+                    warnings.warn(f"ml-dash: at exit, {exp.prefix}: {report}", RuntimeWarning, stacklevel=1)
             except Exception:
                 pass
