@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import getpass
+import itertools
 import json
 import math
 import statistics
@@ -39,7 +40,8 @@ def jsonl(path: Path) -> list[dict[str, Any]]:
     raw = path.read_text(encoding="utf-8")
     assert raw.endswith("\n"), f"{path} does not end with a newline"
     assert "\n\n" not in raw, f"{path} has a blank line"
-    return [strict_json(line) for line in raw.splitlines()]
+    # Split on "\n" only: JSON strings may hold U+2028, U+0085 ... which splitlines() splits on.
+    return [strict_json(line) for line in raw.split("\n")[:-1]]
 
 
 def exp_json(exp: Experiment) -> dict[str, Any]:
@@ -102,7 +104,9 @@ def exp(make_exp: Callable[..., Experiment]) -> Experiment:
 # -- prefix forms -------------------------------------------------------------------------
 
 
-def test_four_part_prefix_makes_owner_project_folder_name_folders(make_exp: Callable[..., Experiment], dash_root: Path) -> None:
+def test_four_part_prefix_makes_owner_project_folder_name_folders(
+    make_exp: Callable[..., Experiment], dash_root: Path
+) -> None:
     exp = make_exp("alice/vision/resnet/run-1")
     with exp.run:
         pass
@@ -121,7 +125,7 @@ def test_deeper_prefix_keeps_every_folder(make_exp: Callable[..., Experiment], d
     assert exp_json(exp)["prefix"] == "alice/vision/a/b/c/run-9"
 
 
-def test_two_part_prefix_takes_the_owner_from_ML_DASH_OWNER(
+def test_two_part_prefix_takes_the_owner_from_ml_dash_owner_env(
     make_exp: Callable[..., Experiment], dash_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ML_DASH_OWNER", "bob")
@@ -133,12 +137,12 @@ def test_two_part_prefix_takes_the_owner_from_ML_DASH_OWNER(
     assert exp_json(exp)["project"] == "vision"
 
 
-def test_two_part_prefix_without_ML_DASH_OWNER_uses_the_user_name(make_exp: Callable[..., Experiment]) -> None:
+def test_two_part_prefix_without_owner_env_uses_the_user_name(make_exp: Callable[..., Experiment]) -> None:
     exp = make_exp("vision/run-3")
     assert exp.prefix == f"{getpass.getuser()}/vision/run-3"
 
 
-def test_prefix_comes_from_ML_DASH_PREFIX_when_none_is_given(
+def test_prefix_comes_from_ml_dash_prefix_env_when_none_is_given(
     make_exp: Callable[..., Experiment], dash_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ML_DASH_PREFIX", "carol/nlp/bert/run-7")
@@ -149,7 +153,9 @@ def test_prefix_comes_from_ML_DASH_PREFIX_when_none_is_given(
     assert (dash_root / "carol/nlp/bert/run-7/logs/logs.jsonl").is_file()
 
 
-def test_explicit_prefix_wins_over_ML_DASH_PREFIX(make_exp: Callable[..., Experiment], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_prefix_wins_over_ml_dash_prefix_env(
+    make_exp: Callable[..., Experiment], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ML_DASH_PREFIX", "carol/nlp/bert/run-7")
     assert make_exp("alice/vision/run-1").prefix == "alice/vision/run-1"
 
@@ -322,7 +328,9 @@ USES: dict[str, Callable[[Experiment], Any]] = {
 
 
 @pytest.mark.parametrize("use", list(USES.values()), ids=list(USES))
-def test_use_before_start_raises_not_started_error(make_exp: Callable[..., Experiment], use: Callable[[Experiment], Any]) -> None:
+def test_use_before_start_raises_not_started_error(
+    make_exp: Callable[..., Experiment], use: Callable[[Experiment], Any]
+) -> None:
     exp = make_exp()
     with pytest.raises(NotStartedError) as info:
         use(exp)
@@ -428,7 +436,7 @@ def test_params_accept_dataclasses_asdict(exp: Experiment) -> None:
 
 def test_params_with_unstorable_value_raise_naming_the_param_and_store_nothing_of_the_call(exp: Experiment) -> None:
     exp.params.set(lr=0.1)
-    with pytest.raises(InvalidValueError, match="model.weird"):
+    with pytest.raises(InvalidValueError, match=r"model\.weird"):
         exp.params.set(ok=1, model={"weird": object()})
     assert exp.params.get() == {"lr": 0.1}
     assert params_json(exp)["version"] == 1
@@ -490,7 +498,7 @@ def test_metric_ts_minus_one_in_another_thread_does_not_reuse_this_threads_time(
     def other() -> None:
         try:
             exp.metrics("worker").log(x=1, _ts=-1)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     before = time.time()
@@ -552,7 +560,9 @@ def test_read_from_middle_returns_limit_points(exp: Experiment) -> None:
         page = stream.read(start_index=start, limit=7)
         expected = [i for i in range(start, min(start + 7, 5000))]
         assert [p["index"] for p in page["data"]] == expected
-        assert [fields(p) for p in page["data"]] == [{"step": i, "loss": 1.0 / (i + 1), "tag": f"p{i}"} for i in expected]
+        assert [fields(p) for p in page["data"]] == [
+            {"step": i, "loss": 1.0 / (i + 1), "tag": f"p{i}"} for i in expected
+        ]
         assert page["startIndex"] == start
 
 
@@ -720,8 +730,15 @@ def test_log_level_defaults_to_info(exp: Experiment) -> None:
 
 @pytest.mark.parametrize(
     ("given", "stored"),
-    [("DEBUG", "debug"), ("Info", "info"), ("WARN", "warn"), ("warning", "warn"), ("WARNING", "warn"),
-     ("Error", "error"), ("FATAL", "fatal")],
+    [
+        ("DEBUG", "debug"),
+        ("Info", "info"),
+        ("WARN", "warn"),
+        ("warning", "warn"),
+        ("WARNING", "warn"),
+        ("Error", "error"),
+        ("FATAL", "fatal"),
+    ],
 )
 def test_log_levels_are_case_insensitive_and_warning_means_warn(exp: Experiment, given: str, stored: str) -> None:
     exp.log("m", level=given)
@@ -861,7 +878,7 @@ def test_echo_false_keeps_the_console_quiet(
     assert "echo me" not in captured.out and "nor me" not in captured.out
 
 
-def test_ML_DASH_ECHO_0_keeps_the_console_quiet(
+def test_ml_dash_echo_0_env_keeps_the_console_quiet(
     make_exp: Callable[..., Experiment], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("ML_DASH_ECHO", "0")
@@ -874,7 +891,7 @@ def test_ML_DASH_ECHO_0_keeps_the_console_quiet(
     assert [line["message"] for line in jsonl(Path(exp.path) / "logs/logs.jsonl")] == ["silent line"]
 
 
-def test_echo_true_overrides_ML_DASH_ECHO_0(
+def test_echo_true_overrides_ml_dash_echo_0_env(
     make_exp: Callable[..., Experiment], capsys: pytest.CaptureFixture[str]
 ) -> None:
     exp = make_exp(echo=True)
@@ -919,7 +936,7 @@ def test_track_default_timestamps_strictly_increase(exp: Experiment) -> None:
     entries = topic.read()
     assert [e["i"] for e in entries] == list(range(300))
     stamps = [e["timestamp"] for e in entries]
-    assert all(a < b for a, b in zip(stamps, stamps[1:]))
+    assert all(a < b for a, b in itertools.pairwise(stamps))
     assert stamps[0] >= before
 
 
@@ -1019,6 +1036,27 @@ def test_track_append_without_fields_or_with_reserved_field_is_an_error(exp: Exp
         exp.tracks("pose").append(timestamp=5.0, x=1.0)
 
 
+@pytest.mark.parametrize("name", ["_batchId", "batchId", "_nonFinite", "nonFinite", "index", "data", "_x"])
+def test_track_field_names_the_store_uses_itself_round_trip_or_are_rejected(exp: Experiment, name: str) -> None:
+    topic = exp.tracks("pose")
+    try:
+        topic.append(_ts=1.0, x=1, **{name: "user value"})
+        rejected = False
+    except InvalidValueError as err:
+        assert name in str(err)
+        rejected = True
+    assert topic.read() == ([] if rejected else [{"timestamp": 1.0, "x": 1, name: "user value"}])
+    topic.append(_ts=2.0, x=2)
+    assert [e["x"] for e in topic.read()] == ([2] if rejected else [1, 2])
+
+
+@pytest.mark.parametrize("name", ["batchId", "_batchId", "nonFinite", "_nonFinite", "index", "data"])
+def test_metric_field_names_the_store_uses_itself_round_trip(exp: Experiment, name: str) -> None:
+    exp.metrics("m").log(x=1, **{name: "user value"})
+    (point,) = exp.metrics("m").read()["data"]
+    assert fields(point) == {"x": 1, name: "user value"}
+
+
 def test_invalid_metric_and_topic_names_are_rejected_before_touching_disk(exp: Experiment, dash_root: Path) -> None:
     with pytest.raises(InvalidNameError, match=r"\.\./escape"):
         exp.metrics("../escape")
@@ -1073,18 +1111,36 @@ def test_resume_reads_sdk_written_metric_and_log_lines(make_exp: Callable[..., E
     (folder / "metrics/train").mkdir(parents=True)
     (folder / "logs").mkdir(parents=True)
     (folder / "experiment.json").write_text(
-        json.dumps({"name": "run-1", "project": "vision", "description": None, "tags": [],
-                    "prefix": PREFIX, "metadata": {}, "createdAt": "2025-01-02T03:04:05.000Z"})
+        json.dumps(
+            {
+                "name": "run-1",
+                "project": "vision",
+                "description": None,
+                "tags": [],
+                "prefix": PREFIX,
+                "metadata": {},
+                "createdAt": "2025-01-02T03:04:05.000Z",
+            }
+        )
     )
     (folder / "metrics/train/data.jsonl").write_text(
         "".join(
-            json.dumps({"index": i, "data": {"loss": 1.0 / (i + 1)}, "createdAt": f"2025-01-02T03:04:0{i}.000000Z"}) + "\n"
+            json.dumps({"index": i, "data": {"loss": 1.0 / (i + 1)}, "createdAt": f"2025-01-02T03:04:0{i}.000000Z"})
+            + "\n"
             for i in range(3)
         )
     )
     (folder / "logs/logs.jsonl").write_text(
-        json.dumps({"sequenceNumber": 0, "timestamp": "2025-01-02T03:04:05.000Z", "level": "info",
-                    "message": "sdk line", "metadata": {}}) + "\n"
+        json.dumps(
+            {
+                "sequenceNumber": 0,
+                "timestamp": "2025-01-02T03:04:05.000Z",
+                "level": "info",
+                "message": "sdk line",
+                "metadata": {},
+            }
+        )
+        + "\n"
     )
     with exp.run:
         exp.metrics("train").log(loss=0.1)
@@ -1092,8 +1148,10 @@ def test_resume_reads_sdk_written_metric_and_log_lines(make_exp: Callable[..., E
         stats = exp.metrics("train").stats()
         exp.log("our line")
         logs = exp.logs.read()
-        in_2025 = exp.logs.read(start_time=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).timestamp(),
-                                end_time=dt.datetime(2025, 12, 31, tzinfo=dt.timezone.utc).timestamp())
+        in_2025 = exp.logs.read(
+            start_time=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).timestamp(),
+            end_time=dt.datetime(2025, 12, 31, tzinfo=dt.timezone.utc).timestamp(),
+        )
     assert [p["index"] for p in page["data"]] == [0, 1, 2, 3]
     assert [p["data"]["loss"] for p in page["data"]] == [1.0, 0.5, 1.0 / 3, 0.1]
     assert stats["totalDataPoints"] == 4

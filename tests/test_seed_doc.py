@@ -98,7 +98,7 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     assert path.is_file(), f"missing {path}"
     raw = path.read_text(encoding="utf-8")
     assert raw.endswith("\n"), f"{path} does not end with a newline"
-    return [_strict_json(line) for line in raw.splitlines()]
+    return [_strict_json(line) for line in raw.split("\n")[:-1]]
 
 
 def _fields(line: dict[str, Any]) -> dict[str, Any]:
@@ -404,7 +404,7 @@ def test_all_seed_snippets_in_one_experiment_fill_the_documented_local_storage_p
             raw = path.read_text(encoding="utf-8")
             if rel.endswith(".jsonl"):
                 assert raw.strip(), f"{rel} is empty"
-                for line in raw.splitlines():
+                for line in raw.split("\n")[:-1]:
                     _strict_json(line)
             else:
                 _strict_json(raw)

@@ -106,6 +106,91 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _root_folder(args: argparse.Namespace) -> str:
+    return str(args.root or os.environ.get("ML_DASH_ROOT") or ".dash")
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    serve.run(serve.plan(args.root, args.host, args.port, args.auth, args.insecure, args.max_body))
+    return 0
+
+
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    from .server.auth import FileTokenStore
+
+    tokens = FileTokenStore(_root_folder(args))
+    token = tokens.create(args.owner)
+    print(token)
+    print(f"ml-dash: token for {args.owner!r} stored in {tokens.path}; this is the only time it is shown",
+          file=sys.stderr)
+    return 0
+
+
+def _cmd_token_list(args: argparse.Namespace) -> int:
+    from .server.auth import FileTokenStore, describe
+    from .stores.codec import iso_utc
+
+    records = FileTokenStore(_root_folder(args)).list()
+    if args.json:
+        for record in records:
+            _print_json(describe(record))
+        return 0
+    if not records:
+        print("no tokens")
+        return 0
+    width = max(len(r.owner) for r in records)
+    print(f"{'ID':<12}  {'OWNER':<{width}}  {'CREATED':<27}  REVOKED")
+    for r in records:
+        revoked = iso_utc(r.revoked_at) if r.revoked_at is not None else "-"
+        print(f"{r.id:<12}  {r.owner:<{width}}  {iso_utc(r.created_at):<27}  {revoked}")
+    return 0
+
+
+def _cmd_token_revoke(args: argparse.Namespace) -> int:
+    from .server.auth import FileTokenStore
+
+    FileTokenStore(_root_folder(args)).revoke(args.id)
+    print(f"revoked token {args.id}")
+    return 0
+
+
+def _add_server_commands(commands: Any) -> None:
+    """``serve`` and ``token create|list|revoke``."""
+    root_help = "the dash root folder (default: $ML_DASH_ROOT or .dash)"
+    p = commands.add_parser(
+        "serve",
+        help="serve a dash root over HTTP (the ML-Dash server)",
+        description="Serve the experiments of a dash root folder over the ML-Dash HTTP API. The folder backend "
+        "is single-server: run one server process per folder. On a loopback address auth is off unless --auth; "
+        "on any other address auth is on unless --insecure.",
+    )
+    p.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--auth", action="store_true", help="require tokens even on a loopback address")
+    p.add_argument("--insecure", action="store_true", help="allow no auth on a non-loopback address (dangerous)")
+    p.add_argument("--max-body", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+                   help="largest request body accepted (default: 64 MiB)")
+    p.set_defaults(run=_cmd_serve)
+
+    p = commands.add_parser("token", help="create, list and revoke server tokens")
+    actions = p.add_subparsers(dest="token_command", required=True)
+    a = actions.add_parser("create", help="create a token for an owner and print it (shown only once)")
+    a.add_argument("--owner", required=True, help="the owner (first prefix segment) the token may use")
+    a.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
+    a.set_defaults(run=_cmd_token_create)
+    a = actions.add_parser("list", help="list tokens: id, owner, created, revoked (never the secret)")
+    a.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
+    a.add_argument("--json", action="store_true", help="one JSON object per line")
+    a.set_defaults(run=_cmd_token_list)
+    a = actions.add_parser("revoke", help="revoke a token by its id")
+    a.add_argument("id", help="the token id (as `token list` shows it)")
+    a.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
+    a.set_defaults(run=_cmd_token_revoke)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-dash", description="Inspect ML-Dash experiments.")
     parser.add_argument("--root", help="the dash root folder (default: $ML_DASH_ROOT or .dash)")
@@ -137,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_logs)
+
+    _add_server_commands(commands)
     return parser
 
 

@@ -19,6 +19,7 @@ from .stores.hybrid import HybridStore
 from .stores.local import LocalStore
 from .stores.remote import RemoteStore
 from .tracks import TracksManager, merge_same_time
+from .values import check_text, normalize
 from .writer import Batch, Channel, CloseReport, Writer
 
 _running: weakref.WeakSet[Experiment] = weakref.WeakSet()
@@ -116,8 +117,8 @@ class Experiment:
             name=self.name,
             folders=self.folders,
             description=description if description is not None else readme,
-            tags=tuple(tags or ()),
-            metadata=dict(metadata or {}),
+            tags=tuple(check_text(str(tag), "tags") for tag in (tags or ())),
+            metadata=normalize(dict(metadata or {}), "metadata"),
         )
         self.status: str | None = None
         self.close_report: CloseReport | None = None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .clock import now
 from .errors import InvalidValueError
 from .records import LOG_LEVELS, LogPage, LogQuery, LogRecord
-from .values import normalize
+from .values import check_text, normalize
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -42,7 +42,7 @@ class Logs:
         """Queue one log line; echo it to stderr when echo is on."""
         self._exp._require_running("log")
         lvl = normalize_level(level)
-        text = message if isinstance(message, str) else str(message)
+        text = check_text(message if isinstance(message, str) else str(message), "message")
         meta = None
         if metadata is not None:
             if not isinstance(metadata, dict):

@@ -49,7 +49,7 @@ class MetricStream:
         ts = fields.get("_ts")
         if ts is None:
             fields["_ts"] = ts = now()
-        elif type(ts) is not float or ts < 0:
+        elif type(ts) is not float or not 0.0 <= ts < _INF:
             fields["_ts"] = ts = resolve_ts(ts, f"metric {self.name!r}")
         thread_state.ts = ts
         for value in fields.values():
@@ -86,6 +86,7 @@ class MetricStream:
         return self
 
 
+_INF = math.inf
 _AGGREGATIONS = ("mean", "std", "min", "max", "count", "median", "sum", "p50", "p90", "p95", "p99", "first", "last")
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .experiment import Experiment
     from .writer import Channel
 
-RESERVED_FIELDS = frozenset({"timestamp", "_nonFinite"})
+RESERVED_FIELDS = frozenset({"timestamp", "_nonFinite", "_batchId"})
 
 
 class TrackSlice:

@@ -48,6 +48,8 @@ def normalize(value: Any, field: str, depth: int = 0) -> Any:
     text) and paths (as text).
     """
     kind = type(value)
+    if kind is str:
+        return check_text(value, field)
     if kind in PLAIN:
         return value
     if depth > _MAX_DEPTH:
@@ -59,7 +61,7 @@ def normalize(value: Any, field: str, depth: int = 0) -> Any:
             return int(value)
         if isinstance(value, float):
             return float(value)
-        return str(value)
+        return check_text(str(value), field)
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
@@ -67,6 +69,7 @@ def normalize(value: Any, field: str, depth: int = 0) -> Any:
                 raise InvalidValueError(
                     f"field {field!r}: dictionary key {key!r} is a {type(key).__name__}, keys must be strings"
                 )
+            check_text(key, f"{field}.{key}")
             out[key] = normalize(item, f"{field}.{key}", depth + 1)
         return out
     if isinstance(value, list | tuple):
@@ -82,6 +85,18 @@ def normalize(value: Any, field: str, depth: int = 0) -> Any:
         f"field {field!r}: value {value!r:.80} of type {type(value).__name__} cannot be stored "
         "(use numbers, strings, booleans, None, lists or dicts)"
     )
+
+
+def check_text(text: str, field: str) -> str:
+    """``text`` if it can be written as UTF-8 (no lone surrogates), else InvalidValueError."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidValueError(
+                f"field {field!r}: text {text[:40]!r} holds {text[exc.start]!r}, which UTF-8 cannot store"
+            ) from None
+    return text
 
 
 def normalize_fields(fields: dict[str, Any]) -> dict[str, Any]:

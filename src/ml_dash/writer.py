@@ -215,9 +215,17 @@ class Writer:
         try:
             ch.send(batch)
         except InvalidValueError as exc:
+            if len(batch) > 1:
+                # One bad record must not cost the others: send them one by one.
+                for i, item in enumerate(batch):
+                    if not self._deliver(ch, Batch([item], f"{batch.id}-{i}")):
+                        if i + 1 < len(batch):
+                            self._keep(ch, Batch(batch[i + 1 :], f"{batch.id}-r{i}"))
+                        return False
+                return True
             ch.rejected += len(batch)
             self.last_error = str(exc)
-            warnings.warn(f"ml-dash: {len(batch)} records of {ch.label} set aside: {exc}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"ml-dash: a record of {ch.label} was set aside: {exc}", RuntimeWarning, stacklevel=2)
             return True
         except (OSError, MLDashError) as exc:
             self._note_failure(ch, exc)
@@ -241,9 +249,10 @@ class Writer:
             batch = ch.pending.popleft()
             ch.pending_count -= len(batch)
             self._pending_total -= len(batch)
+            before = len(ch.pending)
             if not self._deliver(ch, batch):
-                # _deliver put it back at the end; restore the order.
-                ch.pending.rotate(1)
+                # _deliver put what it could not write at the end; move it back to the front.
+                ch.pending.rotate(len(ch.pending) - before)
                 return
 
     def _keep(self, ch: Channel, batch: Batch) -> None:

@@ -61,11 +61,36 @@ class _LogLine(msgspec.Struct, gc=False, omit_defaults=True, rename="camel", kw_
     non_finite: dict[str, str] | None = None
 
 
+_ENCODE_ERRORS = (TypeError, OverflowError, UnicodeEncodeError, msgspec.EncodeError)
+
+
+def _bad_field(item: Any) -> str | None:
+    """The name of the first field of ``item`` that cannot be encoded, if one can be found."""
+    if isinstance(item, msgspec.Struct):
+        fields = {name: getattr(item, name) for name in item.__struct_fields__}
+        for outer in ("data", "metadata"):
+            if isinstance(fields.get(outer), dict):
+                fields.update(fields.pop(outer))
+    elif isinstance(item, dict):
+        fields = item
+    else:
+        return None
+    for key, value in fields.items():
+        try:
+            _encoder.encode(key)
+            _encoder.encode(value)
+        except _ENCODE_ERRORS:
+            return str(key).encode("utf-8", "backslashreplace").decode()
+    return None
+
+
 def _encode(items: list[Any], what: str) -> bytes:
     try:
         return _encoder.encode_lines(items)
-    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
-        raise InvalidValueError(f"{what}: a value cannot be encoded as JSON: {exc}") from exc
+    except _ENCODE_ERRORS as exc:
+        field = _bad_field(items[0]) if len(items) == 1 else None
+        where = f" (field {field!r})" if field else ""
+        raise InvalidValueError(f"{what}{where}: a value cannot be encoded as JSON: {exc}") from exc
 
 
 def encode_metric_lines(points: list[dict[str, Any]], first: int, batch_id: str | None = None) -> bytes:

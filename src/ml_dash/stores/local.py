@@ -63,7 +63,7 @@ def atomic_write_json(path: str, value: Any) -> None:
         except OSError:
             pass
         raise StorageError(f"cannot write {path}: {exc}") from exc
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, UnicodeEncodeError, msgspec.EncodeError) as exc:
         raise InvalidValueError(f"cannot store {os.path.basename(path)}: {exc}") from exc
 
 
@@ -79,7 +79,7 @@ def read_json(path: str) -> Any:
 
 
 def _info_to_json(info: ExperimentInfo) -> dict[str, Any]:
-    return {
+    doc = {
         "name": info.name,
         "project": info.project,
         "owner": info.owner,
@@ -94,10 +94,17 @@ def _info_to_json(info: ExperimentInfo) -> dict[str, Any]:
         "endedAt": codec.iso_utc(info.ended_at) if info.ended_at else None,
         "formatVersion": info.format_version,
     }
+    found = find_nonfinite(info.metadata)
+    if found:
+        doc[codec.NONFINITE_KEY] = found
+    return doc
 
 
 def _info_from_json(prefix: str, doc: dict[str, Any]) -> ExperimentInfo:
     parsed = parse_prefix(prefix)
+    metadata = doc.get("metadata") or {}
+    if doc.get(codec.NONFINITE_KEY) and isinstance(metadata, dict):
+        restore_nonfinite(metadata, doc[codec.NONFINITE_KEY])
     return ExperimentInfo(
         prefix=prefix,
         owner=parsed.owner,
@@ -106,7 +113,7 @@ def _info_from_json(prefix: str, doc: dict[str, Any]) -> ExperimentInfo:
         folders=parsed.folders,
         description=doc.get("description"),
         tags=tuple(doc.get("tags") or ()),
-        metadata=doc.get("metadata") or {},
+        metadata=metadata,
         status=doc.get("status") or "RUNNING",
         created_at=codec.parse_iso(doc.get("createdAt")) or 0.0,
         started_at=codec.parse_iso(doc.get("startedAt")),
@@ -181,6 +188,7 @@ class LocalStore:
             if not isinstance(existing, dict):
                 raise NotFoundError(f"no experiment {prefix!r} under {self.root}")
             info = _info_from_json(prefix, existing).with_changes(**changes)
+            existing.pop(codec.NONFINITE_KEY, None)
             atomic_write_json(path, {**existing, **_info_to_json(info)})
         return info
 

@@ -1,0 +1,248 @@
+"""The HTTP edge: msgspec responses, error bodies, body limits and body decoding.
+
+Every refusal leaves the server as ``{"code": str, "message": str}`` with the status
+``ml_dash.errors.HTTP_STATUS`` gives for the code, whatever raised it: our own
+errors, FastAPI's parameter validation, Starlette's 404/405, or the size guard.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
+
+import msgspec
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import wire
+from ..errors import HTTP_STATUS, BadRequestError, MLDashError, TooLargeError, UnauthorizedError
+from ..stores.base import Store
+from .auth import TokenStore
+from .validate import Access
+
+log = logging.getLogger("ml_dash.server")
+
+DEFAULT_MAX_BODY = 64 * 1024 * 1024
+T = TypeVar("T")
+_encode = msgspec.json.Encoder().encode
+# Parameter errors that mean "a value of the right type, out of range" (422); every
+# other validation error (missing, unparsable, wrong type) is a 400.
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"})
+OPEN_ACCESS = Access(None)
+
+
+class MsgspecResponse(JSONResponse):
+    """A JSON response encoded by msgspec; bytes passed in are sent as they are."""
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else _encode(content)
+
+
+def error_response(
+    code: str, message: str, status: int | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    """``{"code", "message"}`` with the status of ``code`` (or ``status`` when given)."""
+    status = status or HTTP_STATUS.get(code, 500)
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return MsgspecResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+
+def _on_mldash_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MLDashError)
+    if HTTP_STATUS.get(exc.code, 500) >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    return error_response(exc.code, exc.message)
+
+
+def _on_validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    out_of_range = True
+    for error in exc.errors():
+        where = [str(part) for part in error.get("loc", ()) if part not in ("query", "header", "body")]
+        field = ".".join(where) or "request"
+        kind = error.get("type", "")
+        out_of_range = out_of_range and kind in _RANGE_ERRORS
+        if kind == "missing":
+            problems.append(f"query parameter {field!r} is required")
+        else:
+            problems.append(f"parameter {field!r}: {error.get('msg', 'invalid')}")
+    code = "invalid_value" if problems and out_of_range else "bad_request"
+    return error_response(code, "; ".join(problems) or "invalid request")
+
+
+def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 413: "too_large"}.get(exc.status_code)
+    if code is None:
+        code = "error" if exc.status_code >= 500 else "bad_request"
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the first route of the path; GET and POST of one path are two routes.
+        path = request.url.path
+        methods = {m for route in request.app.routes if getattr(route, "path", None) == path
+                   for m in getattr(route, "methods", None) or ()}
+        headers["Allow"] = ", ".join(sorted(methods))
+    return error_response(code, str(exc.detail), status=exc.status_code, headers=headers)
+
+
+def _on_recursion_error(_request: Request, _exc: Exception) -> Response:
+    return error_response("bad_request", "the body is nested too deeply")
+
+
+def _on_os_error(_request: Request, exc: Exception) -> Response:
+    log.error("storage error: %s", exc)
+    return error_response("storage_error", f"the store cannot read or write now: {exc.__class__.__name__}")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error leave ``app`` as ``{"code", "message"}``."""
+    app.add_exception_handler(MLDashError, _on_mldash_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RecursionError, _on_recursion_error)
+    app.add_exception_handler(OSError, _on_os_error)
+
+
+def host_of(header: str) -> str:
+    """``"[::1]:8000"`` -> ``"::1"``, ``"localhost:8000"`` -> ``"localhost"``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class RequestGuard:
+    """ASGI middleware: refuses bodies over ``max_body`` and (optionally) foreign Host headers.
+
+    A declared ``Content-Length`` over the limit is answered 413 before any of the body
+    is read. A body without one (chunked) is counted as the route reads it; the chunk
+    that crosses the limit raises TooLargeError, so at most ``max_body`` plus one chunk
+    is ever held. ``allowed_hosts`` (hosts without port) protects a server without
+    auth on loopback from web pages that rebind a DNS name to 127.0.0.1.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int, allowed_hosts: Collection[str] | None = None) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = self._refusal(headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        seen = 0
+        limit = self.max_body
+
+        async def counted_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise TooLargeError(f"the request body is over the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+    def _refusal(self, headers: Headers) -> Response | None:
+        if self.allowed_hosts is not None and host_of(headers.get("host", "")) not in self.allowed_hosts:
+            return error_response(
+                "bad_request", "this server answers only requests addressed to localhost (start it with --auth)"
+            )
+        declared = headers.get("content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                return error_response("bad_request", f"Content-Length {declared[:40]!r} is not a number")
+            if size > self.max_body:
+                return error_response("too_large", f"the request body ({size} bytes) is over the limit of "
+                                      f"{self.max_body} bytes")
+        return None
+
+
+async def read_json_body(request: Request) -> bytes:
+    """The raw body of a JSON request (size-limited by :class:`RequestGuard`).
+
+    Requiring ``application/json`` also makes browsers ask before a cross-site POST
+    (a CORS preflight this server never grants), so a web page cannot write here.
+    """
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise BadRequestError(f"the body must be JSON sent as Content-Type: application/json, not {media or 'none'!r}")
+    return await request.body()
+
+
+def decode(raw: bytes, kind: type[T]) -> T:
+    """``raw`` decoded into ``kind``; BadRequestError naming the first problem otherwise."""
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise BadRequestError(f"body: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequestError("the body is nested too deeply") from exc
+
+
+def encoded(call: Callable[..., Any], *args: Any) -> bytes:
+    """``call(*args)`` encoded as JSON (bytes it returns are taken as already encoded)."""
+    result = call(*args)
+    return result if isinstance(result, bytes) else _encode(result)
+
+
+def json_with_nonfinite(body: dict[str, Any], member: str) -> bytes:
+    """``body`` as JSON, with a ``nonFinite`` map when ``body[member]`` holds NaN or infinities.
+
+    msgspec writes NaN and infinities as ``null``, so an answer without ``null`` in it
+    has none and skips the walk over every value.
+    """
+    out = _encode(body)
+    if b"null" in out:
+        wire.attach_nonfinite(body, member)
+        if wire.NONFINITE in body:
+            out = _encode(body)
+    return out
+
+
+async def answer(call: Callable[..., Any], *args: Any) -> Response:
+    """Run ``call(*args)`` (store work: blocking) in a worker thread; its result as JSON."""
+    return MsgspecResponse(await run_in_threadpool(encoded, call, *args))
+
+
+def store_of(request: Request) -> Store:
+    """The store the app serves."""
+    store: Store = request.app.state.store
+    return store
+
+
+async def caller(request: Request) -> Access:
+    """Who sends this request (a FastAPI dependency; it runs before any parameter is used).
+
+    With auth on: UnauthorizedError without ``Authorization: Bearer <token>`` or with a
+    token the TokenStore does not know (or has revoked).
+    """
+    tokens: TokenStore | None = request.app.state.tokens
+    if tokens is None:
+        return OPEN_ACCESS
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise UnauthorizedError("this server requires a token: send 'Authorization: Bearer <token>'")
+    owner = tokens.verify(token)
+    if owner is None:
+        raise UnauthorizedError("the token is unknown or has been revoked")
+    return Access(owner)

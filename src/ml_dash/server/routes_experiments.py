@@ -1,0 +1,148 @@
+"""Routes for experiments and their params (docs/http-api.md).
+
+Each route checks the caller and the names in the event loop (cheap), then decodes
+the body, validates it and calls the store in a worker thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from .. import wire
+from ..errors import InvalidValueError, NotFoundError
+from ..names import Prefix
+from ..stores.base import Store
+from ..values import normalize
+from .http import answer, caller, decode, read_json_body, store_of
+from .schemas import ExperimentList, ExperimentOpen, ParamsOut, answers, body
+from .validate import Access, check_time, flat_params, restore, server_prefix, single_name
+
+router = APIRouter(prefix="/api/v1")
+
+PREFIX_HELP = "the experiment: owner/project/[folders/...]/name"
+
+
+def prefix_query() -> Any:
+    """The ``prefix`` query parameter, as every route declares it."""
+    return Query(description=PREFIX_HELP, examples=["alice/project/run-1"])
+
+
+# -- experiments -------------------------------------------------------------------------
+
+
+def _open(store: Store, access: Access, raw: bytes) -> dict[str, Any]:
+    exp = decode(raw, ExperimentOpen)
+    parsed = server_prefix(exp.prefix, access)
+    for field, given, actual in (
+        ("owner", exp.owner, parsed.owner),
+        ("project", exp.project, parsed.project),
+        ("name", exp.name, parsed.name),
+    ):
+        if given is not None and given != actual:
+            raise InvalidValueError(f"{field} {given!r} does not match the prefix {exp.prefix!r}")
+    if exp.folders and tuple(exp.folders) != parsed.folders:
+        raise InvalidValueError(f"folders {exp.folders!r} do not match the prefix {exp.prefix!r}")
+    for field in ("created_at", "started_at", "ended_at"):
+        value = getattr(exp, field)
+        if value is not None:
+            check_time(value, field)
+    exp.metadata = normalize(exp.metadata, "metadata")
+    info = wire.info_from_body(exp, parsed.owner, parsed.project, parsed.name, parsed.folders)
+    return wire.info_to_body(store.open_experiment(info))
+
+
+@router.post("/experiment/open", openapi_extra=body(ExperimentOpen), responses=answers(wire.ExperimentBody, 403, 422))
+async def open_experiment(request: Request, access: Access = Depends(caller)) -> Response:
+    """Create the experiment named by ``prefix`` in the body, or resume the stored one."""
+    raw = await read_json_body(request)
+    return await answer(_open, store_of(request), access, raw)
+
+
+def _update(store: Store, target: Prefix, raw: bytes) -> dict[str, Any]:
+    changes = decode(raw, wire.ExperimentChanges).as_changes()
+    for field in ("started_at", "ended_at"):
+        if field in changes:
+            changes[field] = check_time(changes[field], field)
+    if "metadata" in changes:
+        changes["metadata"] = normalize(changes["metadata"], "metadata")
+    # Checked first because updating a missing experiment would leave an empty folder.
+    if store.get_experiment(target.path) is None:
+        raise NotFoundError(f"no experiment {target.path!r}")
+    return wire.info_to_body(store.update_experiment(target.path, **changes))
+
+
+@router.post(
+    "/experiment/update",
+    openapi_extra=body(wire.ExperimentChanges),
+    responses=answers(wire.ExperimentBody, 403, 404, 422),
+)
+async def update_experiment(
+    request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)
+) -> Response:
+    """Change status, times, description, tags or metadata of a stored experiment."""
+    target = server_prefix(prefix, access)
+    raw = await read_json_body(request)
+    return await answer(_update, store_of(request), target, raw)
+
+
+def _get(store: Store, target: Prefix) -> dict[str, Any]:
+    info = store.get_experiment(target.path)
+    if info is None:
+        raise NotFoundError(f"no experiment {target.path!r}")
+    return wire.info_to_body(info)
+
+
+@router.get("/experiment", responses=answers(wire.ExperimentBody, 403, 404))
+async def get_experiment(request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)) -> Response:
+    """The stored experiment; 404 when there is none."""
+    return await answer(_get, store_of(request), server_prefix(prefix, access))
+
+
+def _list(store: Store, owner: str | None, project: str | None) -> dict[str, Any]:
+    return {"experiments": [wire.info_to_body(info) for info in store.list_experiments(owner, project)]}
+
+
+@router.get("/experiments", responses=answers(ExperimentList, 403))
+async def list_experiments(
+    request: Request,
+    owner: str | None = Query(None, description="only this owner's (with auth: defaults to the token's owner)"),
+    project: str | None = Query(None, description="only this project's (with owner)"),
+    access: Access = Depends(caller),
+) -> Response:
+    """Experiments sorted by prefix; a token sees only its owner's."""
+    owner = single_name(owner, "owner")
+    project = single_name(project, "project")
+    if access.owner is not None:
+        owner = owner or access.owner
+        access.check(owner)
+    return await answer(_list, store_of(request), owner, project)
+
+
+# -- params ------------------------------------------------------------------------------
+
+
+def _params_answer(store: Store, target: Prefix) -> dict[str, Any]:
+    return wire.params_to_body(store.get_params(target.path))
+
+
+def _set_params(store: Store, target: Prefix, raw: bytes) -> dict[str, Any]:
+    params = decode(raw, wire.ParamsBody)
+    flat = flat_params(restore("params", params.params, params.non_finite))
+    return wire.params_to_body(store.set_params(target.path, flat))
+
+
+@router.post("/params", openapi_extra=body(wire.ParamsBody), responses=answers(ParamsOut, 403, 422))
+async def set_params(request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)) -> Response:
+    """Merge flat params into the stored ones (nested objects are flattened with ``.``)."""
+    target = server_prefix(prefix, access)
+    raw = await read_json_body(request)
+    return await answer(_set_params, store_of(request), target, raw)
+
+
+@router.get("/params", responses=answers(ParamsOut, 403))
+async def get_params(request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)) -> Response:
+    """The stored params (``version`` 0 and empty ``data`` when none were set)."""
+    return await answer(_params_answer, store_of(request), server_prefix(prefix, access))

@@ -1,0 +1,226 @@
+"""Routes for metric streams, log lines and tracks (docs/http-api.md).
+
+Appends carry a client-chosen ``batchId``; the store never stores a batch twice, and
+a resent batch is answered as the first time with ``"duplicate": true``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from .. import wire
+from ..logs import normalize_level
+from ..names import Prefix, validate_name
+from ..records import LogQuery, MetricStats
+from ..stores.base import Store
+from .http import answer, caller, decode, json_with_nonfinite, read_json_body, store_of
+from .routes_experiments import prefix_query
+from .schemas import (
+    LogPageOut,
+    LogsAppended,
+    MetricList,
+    MetricPageOut,
+    MetricsAppended,
+    TrackEntries,
+    TrackList,
+    TracksAppended,
+    answers,
+    body,
+)
+from .validate import Access, log_records, metric_points, restore, server_prefix, track_entries
+
+router = APIRouter(prefix="/api/v1")
+
+# Counters past 2**53 would lose precision in a browser; no real stream gets there.
+MAX_COUNTER = 2**53
+
+
+def _name_query() -> Any:
+    return Query(description="the metric stream; '/' nests", examples=["train/loss"])
+
+
+def _topic_query() -> Any:
+    return Query(description="the track topic; '/' nests", examples=["robot/position"])
+
+
+# -- metrics -----------------------------------------------------------------------------
+
+
+def _append_metrics(store: Store, target: Prefix, name: str, raw: bytes) -> dict[str, Any]:
+    appended = decode(raw, wire.MetricsAppendBody)
+    batch_id = wire.check_batch_id(appended.batch_id)
+    points = metric_points(name, restore("points", appended.points, appended.non_finite))
+    # A new batch gets a first index >= the count before it; a stored one keeps its
+    # original, smaller index. (A resend racing its own first send reads as new.)
+    before = store.metric_stats(target.path, name)["totalDataPoints"] if points else 0
+    first = store.append_metrics(target.path, name, points, batch_id=batch_id)
+    return {"firstIndex": first, "count": len(points), "duplicate": bool(points) and first < before}
+
+
+@router.post(
+    "/metrics/append", openapi_extra=body(wire.MetricsAppendBody), responses=answers(MetricsAppended, 403, 422)
+)
+async def append_metrics(
+    request: Request, prefix: str = prefix_query(), name: str = _name_query(), access: Access = Depends(caller)
+) -> Response:
+    """Append a batch of points (``_ts`` stamped with the server's time where absent)."""
+    target = server_prefix(prefix, access)
+    metric = validate_name(name, "metric name")
+    raw = await read_json_body(request)
+    return await answer(_append_metrics, store_of(request), target, metric, raw)
+
+
+def _read_metrics(store: Store, target: Prefix, name: str, start_index: int, limit: int) -> bytes:
+    page = store.read_metrics(target.path, name, start_index, limit)
+    return json_with_nonfinite(dict(page), "data")
+
+
+@router.get("/metrics/read", responses=answers(MetricPageOut, 403, 422))
+async def read_metrics(
+    request: Request,
+    prefix: str = prefix_query(),
+    name: str = _name_query(),
+    start_index: int = Query(0, ge=0, le=MAX_COUNTER),
+    limit: int = Query(1000, ge=0, le=wire.MAX_ITEMS),
+    access: Access = Depends(caller),
+) -> Response:
+    """Points ``start_index`` .. ``start_index + limit - 1`` in index order."""
+    target = server_prefix(prefix, access)
+    metric = validate_name(name, "metric name")
+    return await answer(_read_metrics, store_of(request), target, metric, start_index, limit)
+
+
+def _metric_stats(store: Store, target: Prefix, name: str) -> MetricStats:
+    return store.metric_stats(target.path, name)
+
+
+@router.get("/metrics/stats", responses=answers(MetricStats, 403))
+async def metric_stats(
+    request: Request, prefix: str = prefix_query(), name: str = _name_query(), access: Access = Depends(caller)
+) -> Response:
+    """Point count and first/last point times of one stream (zero for an unknown one)."""
+    target = server_prefix(prefix, access)
+    return await answer(_metric_stats, store_of(request), target, validate_name(name, "metric name"))
+
+
+def _list_metrics(store: Store, target: Prefix) -> dict[str, Any]:
+    return {"metrics": store.list_metrics(target.path)}
+
+
+@router.get("/metrics/list", responses=answers(MetricList, 403))
+async def list_metrics(request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)) -> Response:
+    """Stats of every metric stream of the experiment."""
+    return await answer(_list_metrics, store_of(request), server_prefix(prefix, access))
+
+
+# -- logs --------------------------------------------------------------------------------
+
+
+def _append_logs(store: Store, target: Prefix, raw: bytes) -> dict[str, Any]:
+    appended = decode(raw, wire.LogsAppendBody)
+    batch_id = wire.check_batch_id(appended.batch_id)
+    wire.check_items("records", appended.records)
+    items = [{"ts": r.ts, "level": r.level, "message": r.message, "metadata": r.metadata} for r in appended.records]
+    records = log_records(restore("records", items, appended.non_finite))
+    before = store.query_logs(target.path, {"limit": 0})["total"] if records else 0
+    first = store.append_logs(target.path, records, batch_id=batch_id)
+    return {"firstSequence": first, "count": len(records), "duplicate": bool(records) and first < before}
+
+
+@router.post("/logs/append", openapi_extra=body(wire.LogsAppendBody), responses=answers(LogsAppended, 403, 422))
+async def append_logs(request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)) -> Response:
+    """Append a batch of log records (levels normalised: ``"WARNING"`` -> ``"warn"``)."""
+    target = server_prefix(prefix, access)
+    raw = await read_json_body(request)
+    return await answer(_append_logs, store_of(request), target, raw)
+
+
+def _query_logs(store: Store, target: Prefix, query: LogQuery) -> bytes:
+    return json_with_nonfinite(dict(store.query_logs(target.path, query)), "logs")
+
+
+@router.get("/logs", responses=answers(LogPageOut, 403, 422))
+async def query_logs(
+    request: Request,
+    prefix: str = prefix_query(),
+    level: list[str] | None = Query(None, description="only these levels (repeatable)"),
+    start_time: float | None = Query(None, allow_inf_nan=False, description="seconds, inclusive"),
+    end_time: float | None = Query(None, allow_inf_nan=False, description="seconds, inclusive"),
+    search: str | None = Query(None, description="message contains this text (any case)"),
+    offset: int = Query(0, ge=0, le=MAX_COUNTER),
+    limit: int = Query(100, ge=0, le=wire.MAX_ITEMS),
+    descending: bool = Query(False),
+    access: Access = Depends(caller),
+) -> Response:
+    """Log lines matching every filter given, paged, oldest first unless ``descending``."""
+    target = server_prefix(prefix, access)
+    query = LogQuery(offset=offset, limit=limit, descending=descending)
+    if level:
+        query["levels"] = [normalize_level(lv) for lv in level]
+    if start_time is not None:
+        query["start_time"] = start_time
+    if end_time is not None:
+        query["end_time"] = end_time
+    if search:
+        query["search"] = search
+    return await answer(_query_logs, store_of(request), target, query)
+
+
+# -- tracks ------------------------------------------------------------------------------
+
+
+def _append_tracks(store: Store, target: Prefix, topic: str, raw: bytes) -> dict[str, Any]:
+    appended = decode(raw, wire.TracksAppendBody)
+    batch_id = wire.check_batch_id(appended.batch_id)
+    entries = track_entries(topic, restore("entries", appended.entries, appended.non_finite))
+    written = store.append_tracks(target.path, topic, entries, batch_id=batch_id)
+    # The protocol answers how many entries were written: none for a stored batch.
+    return {"count": len(entries), "duplicate": bool(entries) and written == 0}
+
+
+@router.post("/tracks/append", openapi_extra=body(wire.TracksAppendBody), responses=answers(TracksAppended, 403, 422))
+async def append_tracks(
+    request: Request, prefix: str = prefix_query(), topic: str = _topic_query(), access: Access = Depends(caller)
+) -> Response:
+    """Append a batch of entries, each with a numeric ``timestamp`` (nested fields flattened)."""
+    target = server_prefix(prefix, access)
+    name = validate_name(topic, "track topic")
+    raw = await read_json_body(request)
+    return await answer(_append_tracks, store_of(request), target, name, raw)
+
+
+def _read_tracks(
+    store: Store, target: Prefix, topic: str, start: float | None, end: float | None, columns: list[str] | None
+) -> bytes:
+    entries = store.read_tracks(target.path, topic, start, end, columns)
+    return json_with_nonfinite({"entries": entries}, "entries")
+
+
+@router.get("/tracks/read", responses=answers(TrackEntries, 403, 422))
+async def read_tracks(
+    request: Request,
+    prefix: str = prefix_query(),
+    topic: str = _topic_query(),
+    start_timestamp: float | None = Query(None, allow_inf_nan=False),
+    end_timestamp: float | None = Query(None, allow_inf_nan=False),
+    columns: str | None = Query(None, description="comma-separated fields to keep (timestamp always)"),
+    access: Access = Depends(caller),
+) -> Response:
+    """Entries in time order, entries with equal timestamps merged."""
+    target = server_prefix(prefix, access)
+    name = validate_name(topic, "track topic")
+    wanted = [c for c in columns.split(",") if c] if columns is not None else None
+    return await answer(_read_tracks, store_of(request), target, name, start_timestamp, end_timestamp, wanted)
+
+
+def _list_tracks(store: Store, target: Prefix) -> dict[str, Any]:
+    return {"tracks": store.list_tracks(target.path)}
+
+
+@router.get("/tracks/list", responses=answers(TrackList, 403))
+async def list_tracks(request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)) -> Response:
+    """Topic, entry count and time span of every track topic."""
+    return await answer(_list_tracks, store_of(request), server_prefix(prefix, access))

@@ -1,0 +1,164 @@
+"""What the server checks before it hands data to the store.
+
+The SDK validates on the caller's side; the server cannot trust callers, so it checks
+the same rules again: names (``ml_dash.names``), times, log levels, value nesting, and
+the ``nonFinite`` maps that carry NaN and infinities. Every check raises an
+``MLDashError`` naming the offending field, and runs before the store is touched, so
+a refused request writes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from .. import wire
+from ..errors import ForbiddenError, InvalidNameError, InvalidValueError
+from ..logs import normalize_level
+from ..names import Prefix, parse_prefix, validate_name
+from ..params import flatten
+from ..records import LogRecord
+from ..tracks import RESERVED_FIELDS
+from ..values import NONFINITE_NAMES, PLAIN, normalize
+from .auth import check_owner
+
+# The latest time ``datetime`` can show (9999-12-31T23:59:59Z): stores write
+# experiment and log times as ISO text.
+MAX_TIME = 253_402_300_799.0
+_TRACK_RESERVED = RESERVED_FIELDS | {"_batchId"}
+
+
+class Access:
+    """Who is calling: ``owner`` None means the server runs without auth."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: str | None) -> None:
+        self.owner = owner
+
+    def check(self, owner: str) -> None:
+        """Raise ForbiddenError unless this caller may use ``owner``'s experiments."""
+        if self.owner is not None and owner != self.owner:
+            raise ForbiddenError(f"this token belongs to {self.owner!r} and cannot use experiments of {owner!r}")
+
+
+def server_prefix(prefix: str, access: Access) -> Prefix:
+    """Parse an ``owner/project/[folders/]name`` prefix the caller may use.
+
+    The server never guesses an owner: fewer than three segments is InvalidNameError.
+    """
+    parsed = parse_prefix(prefix)
+    if len(prefix.split("/")) < 3:
+        raise InvalidNameError(f"prefix {prefix!r} must be 'owner/project/[folders/]name' (the owner is explicit)")
+    check_owner(parsed.owner)
+    access.check(parsed.owner)
+    return parsed
+
+
+def single_name(name: str | None, what: str) -> str | None:
+    """An owner or project filter: one folder name, or None."""
+    if name is None:
+        return None
+    validate_name(name, what)
+    if "/" in name:
+        raise InvalidNameError(f"{what} {name!r} must be a single name without '/'")
+    return name
+
+
+def check_time(value: Any, what: str, *, upper: float = MAX_TIME) -> float:
+    """``value`` as float seconds if it is a finite number in ``0 .. upper``, else InvalidValueError."""
+    if type(value) is bool or not isinstance(value, int | float):
+        raise InvalidValueError(f"{what} must be a number of seconds, got {value!r:.80}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not (0.0 <= seconds <= upper):
+        raise InvalidValueError(f"{what} must be a finite number of seconds in 0 .. {upper:.0f}, got {value!r:.80}")
+    return seconds
+
+
+def restore(member: str, items: Any, nonfinite: dict[str, str] | None) -> Any:
+    """``items`` with the floats of a ``nonFinite`` map put back (see docs/http-api.md)."""
+    if not nonfinite:
+        return items
+    for pointer, name in nonfinite.items():
+        if name not in NONFINITE_NAMES:
+            raise InvalidValueError(f"nonFinite[{pointer[:80]!r}] is {name[:40]!r}, not NaN, Infinity or -Infinity")
+        if not pointer.startswith("/"):
+            raise InvalidValueError(f"nonFinite key {pointer[:80]!r} is not a JSON Pointer into {member!r}")
+    return wire.restore_body({member: items, wire.NONFINITE: nonfinite}, member)[member]
+
+
+def _plain(fields: dict[str, Any], what: str) -> None:
+    """Normalize container values in place (the SDK's nesting limit applies)."""
+    for key, value in fields.items():
+        if type(value) not in PLAIN:
+            fields[key] = normalize(value, f"{what}.{key}")
+
+
+def metric_points(name: str, points: Any) -> list[dict[str, Any]]:
+    """Points ready for ``append_metrics``: objects, ``_ts`` a finite time (stamped when absent)."""
+    if not isinstance(points, list):
+        raise InvalidValueError(f"metric {name!r}: points must be a list")
+    wire.check_items("points", points)
+    stamp = time.time()
+    for i, point in enumerate(points):
+        if type(point) is not dict:
+            raise InvalidValueError(f"metric {name!r}: points[{i}] must be an object, got {point!r:.80}")
+        ts = point.get("_ts")
+        if ts is None:
+            point["_ts"] = stamp
+        elif type(ts) is not float or not (0.0 <= ts < math.inf):
+            point["_ts"] = check_time(ts, f"metric {name!r}: points[{i}]._ts", upper=math.inf)
+        _plain(point, f"points[{i}]")
+    return points
+
+
+def log_records(records: list[dict[str, Any]]) -> list[LogRecord]:
+    """Log records ready for ``append_logs``: times, levels, text and metadata checked."""
+    wire.check_items("records", records)
+    out = []
+    for i, rec in enumerate(records):
+        if type(rec) is not dict:
+            raise InvalidValueError(f"records[{i}] must be an object")
+        ts = check_time(rec["ts"], f"records[{i}].ts")
+        level = normalize_level(rec["level"])
+        message = rec["message"]
+        if not isinstance(message, str):
+            raise InvalidValueError(f"records[{i}].message must be text, got {message!r:.80}")
+        metadata = rec["metadata"]
+        if metadata is not None:
+            if type(metadata) is not dict:
+                raise InvalidValueError(f"records[{i}].metadata must be an object or null, got {metadata!r:.80}")
+            metadata = normalize(metadata, f"records[{i}].metadata")
+        out.append(LogRecord(ts, level, message, metadata))
+    return out
+
+
+def track_entries(topic: str, entries: Any) -> list[dict[str, Any]]:
+    """Entries ready for ``append_tracks``: a finite ``timestamp`` and flat fields."""
+    if not isinstance(entries, list):
+        raise InvalidValueError(f"track {topic!r}: entries must be a list")
+    wire.check_items("entries", entries)
+    out = []
+    for i, entry in enumerate(entries):
+        if type(entry) is not dict:
+            raise InvalidValueError(f"track {topic!r}: entries[{i}] must be an object, got {entry!r:.80}")
+        if "timestamp" not in entry:
+            raise InvalidValueError(f"track {topic!r}: entries[{i}] needs a numeric 'timestamp'")
+        fields = dict(entry)
+        ts = check_time(fields.pop("timestamp"), f"track {topic!r}: entries[{i}].timestamp", upper=math.inf)
+        bad = _TRACK_RESERVED.intersection(fields)
+        if bad:
+            raise InvalidValueError(f"track {topic!r}: entries[{i}]: field name {sorted(bad)[0]!r} is reserved")
+        out.append({"timestamp": ts, **flatten(fields)})
+    return out
+
+
+def flat_params(params: Any) -> dict[str, Any]:
+    """Params ready for ``set_params``: flat names (nested objects flattened with ``.``)."""
+    if not isinstance(params, dict):
+        raise InvalidValueError("params must be an object")
+    return flatten(params)
