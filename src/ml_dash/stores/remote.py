@@ -97,8 +97,12 @@ class RemoteStore:
         spool_root: str | os.PathLike[str] = ".dash/.spool",
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        wait_for_ack: bool = False,
     ) -> None:
+        """``wait_for_ack=False`` (the SDK's mode) spools writes and returns at once;
+        ``True`` sends each write now and returns the server's answer (or raises)."""
         self.url = url.rstrip("/")
+        self.wait_for_ack = wait_for_ack
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         limits = httpx.Limits(max_keepalive_connections=4, keepalive_expiry=60)
         timeouts = httpx.Timeout(timeout, connect=min(timeout, 5.0))
@@ -119,6 +123,21 @@ class RemoteStore:
         self._failing = False
 
     # -- the sender --------------------------------------------------------------------
+
+    def _write(self, method: str, path: str, params: dict[str, Any], body: bytes) -> Any:
+        """Spool the request (answer None), or with ``wait_for_ack`` send it and answer."""
+        if not self.wait_for_ack:
+            self._enqueue(method, path, params, body)
+            return None
+        try:
+            response = self._read_client.request(
+                method, path, params=params, content=body, headers={"content-type": "application/json"}
+            )
+        except httpx.HTTPError as exc:
+            raise StorageError(f"cannot reach {self.url}: {exc}") from exc
+        if response.status_code >= 300:
+            raise error_from_response(response)
+        return _decode(response.content)
 
     def _enqueue(self, method: str, path: str, params: dict[str, Any], body: bytes) -> None:
         self.spool.put(method, path, params, body)
@@ -210,13 +229,17 @@ class RemoteStore:
     # -- the Store protocol ------------------------------------------------------------
 
     def open_experiment(self, info: ExperimentInfo) -> ExperimentInfo:
+        answer = self._write("POST", "/api/v1/experiment/open", {}, _encode(info_to_body(info)))
+        if answer is not None:
+            info = _info_from_json(answer)
         self._infos[info.prefix] = info
-        self._enqueue("POST", "/api/v1/experiment/open", {}, _encode(info_to_body(info)))
         return info
 
     def update_experiment(self, prefix: str, **changes: Any) -> ExperimentInfo:
         body = {_CAMEL.get(k, k): (list(v) if k == "tags" else v) for k, v in changes.items()}
-        self._enqueue("POST", "/api/v1/experiment/update", {"prefix": prefix}, _encode(body))
+        answer = self._write("POST", "/api/v1/experiment/update", {"prefix": prefix}, _encode(body))
+        if answer is not None:
+            return _info_from_json(answer)
         info = self._infos.get(prefix)
         if info is None:
             from ..names import parse_prefix
@@ -241,18 +264,18 @@ class RemoteStore:
         return [_info_from_json(b) for b in self._get("/api/v1/experiments", params)["experiments"]]
 
     def set_params(self, prefix: str, flat: dict[str, Any]) -> ParamsDoc:
-        self._enqueue("POST", "/api/v1/params", {"prefix": prefix}, _json_body({"params": flat}, "params"))
+        answer = self._write("POST", "/api/v1/params", {"prefix": prefix}, _json_body({"params": flat}, "params"))
+        if answer is not None:
+            return _params_from_json(answer)
         return ParamsDoc(data=dict(flat))
 
     def get_params(self, prefix: str) -> ParamsDoc:
-        body = restore_body(self._get("/api/v1/params", {"prefix": prefix}), "data")
-        return ParamsDoc(data=body["data"], version=body.get("version", 0), created_at=body.get("createdAt"),
-                         updated_at=body.get("updatedAt"))
+        return _params_from_json(self._get("/api/v1/params", {"prefix": prefix}))
 
     def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None) -> int:
         body = _json_body({"batchId": batch_id or _fresh_id(), "points": list(points)}, "points")
-        self._enqueue("POST", "/api/v1/metrics/append", {"prefix": prefix, "name": name}, body)
-        return -1
+        answer = self._write("POST", "/api/v1/metrics/append", {"prefix": prefix, "name": name}, body)
+        return int(answer["firstIndex"]) if answer is not None else -1
 
     def read_metrics(self, prefix: str, name: str, start_index: int = 0, limit: int = 1000) -> MetricPage:
         body = self._get("/api/v1/metrics/read",
@@ -268,8 +291,8 @@ class RemoteStore:
     def append_logs(self, prefix: str, records: list[LogRecord], batch_id: str | None = None) -> int:
         items = [{"ts": r.ts, "level": r.level, "message": r.message, "metadata": r.metadata} for r in records]
         body = _json_body({"batchId": batch_id or _fresh_id(), "records": items}, "records")
-        self._enqueue("POST", "/api/v1/logs/append", {"prefix": prefix}, body)
-        return -1
+        answer = self._write("POST", "/api/v1/logs/append", {"prefix": prefix}, body)
+        return int(answer["firstSequence"]) if answer is not None else -1
 
     def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
         params: dict[str, Any] = {"prefix": prefix}
@@ -286,8 +309,8 @@ class RemoteStore:
         self, prefix: str, topic: str, entries: list[dict[str, Any]], batch_id: str | None = None
     ) -> int:
         body = _json_body({"batchId": batch_id or _fresh_id(), "entries": list(entries)}, "entries")
-        self._enqueue("POST", "/api/v1/tracks/append", {"prefix": prefix, "topic": topic}, body)
-        return len(entries)
+        answer = self._write("POST", "/api/v1/tracks/append", {"prefix": prefix, "topic": topic}, body)
+        return int(answer["count"]) if answer is not None else len(entries)
 
     def read_tracks(
         self,
@@ -312,6 +335,12 @@ class RemoteStore:
     def sync(self, prefix: str) -> None:
         if not self.drain(self.read_wait):
             raise StorageError(f"{len(self.spool)} requests are still waiting in {self.spool.folder}")
+
+
+def _params_from_json(body: dict[str, Any]) -> ParamsDoc:
+    body = restore_body(body, "data")
+    return ParamsDoc(data=body["data"], version=body.get("version", 0), created_at=body.get("createdAt"),
+                     updated_at=body.get("updatedAt"))
 
 
 def _fresh_id() -> str:
