@@ -83,6 +83,14 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def load_average() -> str:
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
 @contextmanager
 def scratch() -> Iterator[str]:
     """A temporary folder (under the system temp dir, /tmp here), removed afterwards."""
@@ -265,7 +273,9 @@ def latency_sdk(root: str, n: int) -> array[int]:
 
 @dataclass
 class Spread:
-    p50: float  # µs
+    """Percentiles (µs) and long-call counts of per-call times in ns."""
+
+    p50: float
     p99: float
     p999: float
     max: float
@@ -285,16 +295,12 @@ class Spread:
             p99=at(0.99),
             p999=at(0.999),
             max=ordered[-1] / 1000,
-            over_1ms=len(ordered) - _count_below(ordered, 1_000_000),
-            over_10ms=len(ordered) - _count_below(ordered, 10_000_000),
+            over_1ms=len(ordered) - bisect.bisect_right(ordered, 1_000_000),
+            over_10ms=len(ordered) - bisect.bisect_right(ordered, 10_000_000),
         )
 
     def text(self) -> str:
         return f"p50 {self.p50:.2f} / p99 {self.p99:.2f} / p99.9 {self.p999:.2f} / max {self.max:,.0f} µs"
-
-
-def _count_below(ordered: list[int], limit_ns: int) -> int:
-    return bisect.bisect_right(ordered, limit_ns)
 
 
 # -- a loop with real work that releases the GIL ----------------------------------------
@@ -325,7 +331,8 @@ def work_only(buf: bytes, n: int) -> float:
     return perf() - t0
 
 
-def work_and_log(root: str, buf: bytes, n: int) -> float:
+def work_and_log(root: str, buf: bytes, n: int, loops: list[float]) -> float:
+    """End-to-end seconds; the loop alone (up to the last log call) goes into ``loops``."""
     sha = hashlib.sha256
     exp = start(root)
     gc.collect()
@@ -335,6 +342,7 @@ def work_and_log(root: str, buf: bytes, n: int) -> float:
         v = 1.0 / (i + 1)
         sha(buf).digest()
         m.log(loss=v, step=i)
+    loops.append(perf() - t0)
     complete(exp)
     elapsed = perf() - t0
     check_on_disk(root, n)
@@ -372,12 +380,29 @@ def child_read_sdk(root: str, n: int, repeats: int) -> dict[str, Any]:
     return {"resume": resume, "full": full, "count": got, "ok": ok, "tail": median(tail), "head": median(head)}
 
 
+def child_resume_append(root: str, n: int) -> dict[str, Any]:
+    """Resume, then time the first and second flush of one new point each."""
+    exp = start(root)
+    m = exp.metrics(STREAM)
+    times = []
+    for step in (n, n + 1):
+        m.log(loss=0.5, step=step)
+        t0 = perf()
+        m.flush()
+        times.append(perf() - t0)
+    complete(exp)
+    return {"first": times[0], "second": times[1]}
+
+
 def child_read_floor(path: str, n: int) -> dict[str, Any]:
+    """The floor's own file, or (for context) the SDK's data file, one orjson.loads per line."""
     t0 = perf()
     with open(path, "rb") as f:
         rows = [orjson.loads(line) for line in f]
     full = perf() - t0
-    return {"full": full, "count": len(rows), "ok": len(rows) == n and rows[-1]["step"] == n - 1}
+    last = rows[-1] if rows else {}
+    step = last["data"]["step"] if "data" in last else last.get("step")
+    return {"full": full, "count": len(rows), "ok": len(rows) == n and step == n - 1}
 
 
 def peak_rss_kib() -> int:
@@ -432,6 +457,8 @@ def child_main(args: argparse.Namespace) -> None:
         result = child_read_sdk(target, args.points, args.repeats_read)
     elif kind == "read-floor":
         result = child_read_floor(target, args.points)
+    elif kind == "resume-append":
+        result = child_resume_append(target, args.points)
     elif kind == "memory":
         result = child_memory(target, args.points)
     else:
@@ -443,148 +470,168 @@ def child_main(args: argparse.Namespace) -> None:
 
 
 def interleaved(
-    rounds: int, runs: dict[str, Callable[[str], float]], kept: str | None = None
+    rounds: int, runs: dict[str, Callable[[str], float]], keep: dict[str, str] | None = None
 ) -> dict[str, list[float]]:
     """Run each measurement once per round, in turn, so drift on the machine hits all alike.
 
-    Each run gets a fresh scratch folder; with ``kept``, the last round runs in
-    ``kept/<name>`` instead and its files stay there (for the read figures).
+    Each run gets a fresh scratch folder, except that ``keep`` maps a run's name to a
+    folder where its last round runs instead, so its files stay for later figures.
     """
+    keep = keep or {}
     times: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(rounds):
         for name, run in runs.items():
-            if kept is not None and r == rounds - 1:
-                folder = os.path.join(kept, name)
-                os.makedirs(folder)
-                times[name].append(run(folder))
+            if name in keep and r == rounds - 1:
+                os.makedirs(keep[name])
+                times[name].append(run(keep[name]))
                 continue
             with scratch() as d:
                 times[name].append(run(d))
     return times
 
 
+def bench_writes(n: int, rounds: int, floor_dir: str, sdk_root: str) -> list[Row]:
+    """Targets 1 and 2; leaves the last two-field files in floor_dir and sdk_root."""
+    print(f"writes: {n:,} points x {rounds} rounds ...", flush=True)
+    t = interleaved(
+        rounds,
+        {
+            "floor1": lambda d: floor_write_1(os.path.join(d, FLOOR_FILE), n),
+            "sdk1": lambda d: sdk_write_1(d, n),
+            "floor2": lambda d: floor_write_2(os.path.join(d, FLOOR_FILE), n),
+            "sdk2": lambda d: sdk_write_2(d, n),
+            "floor10": lambda d: floor_write_10(os.path.join(d, FLOOR_FILE), n),
+            "sdk10": lambda d: sdk_write_10(d, n),
+        },
+        keep={"floor2": floor_dir, "sdk2": sdk_root},
+    )
+    rows = []
+    for label, k, limit in (("1 field", "1", 1.0), ("2 fields (loss, step)", "2", 1.0), ("10 fields", "10", 3.0)):
+        sdk, floor = t["sdk" + k], t["floor" + k]
+        ratio = median([a / b for a, b in zip(sdk, floor, strict=True)])
+        rows.append(
+            Row(
+                f"write {label}, end to end",
+                f"{us(median(sdk), n)} (best {min(sdk) / n * 1e6:.3f})",
+                us(median(floor), n),
+                f"{ratio:.2f}x",
+                f"≤ {limit:.1f} µs/pt",
+                median(sdk) / n <= limit * 1e-6,
+            )
+        )
+        if k != "10":
+            rows.append(Row(f"write {label}: ratio to floor", f"{ratio:.2f}x", target="≤ 8x", passed=ratio <= 8.0))
+    return rows
+
+
+def bench_latency(n: int) -> list[Row]:
+    """Target 3: one log call at a time, next to the cost of timing itself."""
+    print("caller latency ...", flush=True)
+    timer = Spread.of(latency_timer_only(n))
+    empty = Spread.of(latency_empty_call(n))
+    with scratch() as d:
+        call = Spread.of(latency_sdk(d, n))
+    return [
+        Row("latency: timer alone", f"{timer.text()}; >1 ms: {timer.over_1ms}"),
+        Row("latency: empty f(loss=, step=)", f"{empty.text()}; >1 ms: {empty.over_1ms}"),
+        Row("latency: m.log(loss=, step=)", call.text(), target="p99 ≤ 5 µs", passed=call.p99 <= 5.0),
+        Row(
+            "latency: calls > 1 ms / > 10 ms",
+            f"{call.over_1ms} / {call.over_10ms}",
+            target="none > 10 ms",
+            passed=call.over_10ms == 0,
+        ),
+    ]
+
+
+def bench_reads(n: int, rounds: int, floor_file: str, sdk_root: str) -> list[Row]:
+    """Targets 4 and 5, each round in fresh processes."""
+    print("reads (fresh processes) ...", flush=True)
+    sdk_file = os.path.join(sdk_root, *PREFIX.split("/"), "metrics", STREAM, "data.jsonl")
+    sdk, floor, same = [], [], []
+    for _ in range(rounds):
+        floor.append(run_child("read-floor", floor_file, "--points", str(n)))
+        sdk.append(run_child("read-sdk", sdk_root, "--points", str(n), "--repeats-read", "7"))
+        same.append(run_child("read-floor", sdk_file, "--points", str(n)))
+
+    def ms(results: list[dict[str, Any]], key: str = "full") -> float:
+        return median([r[key] for r in results]) * 1000
+
+    def ratio(results: list[dict[str, Any]]) -> float:
+        return median([s["full"] / f["full"] for s, f in zip(sdk, results, strict=True)])
+
+    tail, head = ms(sdk, "tail"), ms(sdk, "head")
+    appended = run_child("resume-append", sdk_root, "--points", str(n))  # last: it grows the stream
+    return [
+        Row(
+            f"read all {n:,} in a new process",
+            f"{ms(sdk):.0f} ms",
+            f"{ms(floor):.0f} ms",
+            f"{ratio(floor):.2f}x",
+            "≤ 1.5x floor",
+            ratio(floor) <= 1.5,
+        ),
+        Row(
+            "  same, floor = orjson on our data.jsonl", f"{ms(sdk):.0f} ms", f"{ms(same):.0f} ms", f"{ratio(same):.2f}x"
+        ),
+        Row("resume: run.start() on existing", f"{ms(sdk, 'resume'):.1f} ms"),
+        Row(f"read({max(0, n - PAGE):,}, {PAGE}) tail page", f"{tail:.2f} ms", target="≤ 10 ms", passed=tail <= 10.0),
+        Row(f"read(0, {PAGE}) head page", f"{head:.2f} ms"),
+        Row(
+            "resume, log 1 point: 1st / 2nd flush",
+            f"{appended['first'] * 1000:.1f} / {appended['second'] * 1000:.1f} ms",
+        ),
+    ]
+
+
+def bench_memory(m: int) -> list[Row]:
+    """Target 6, in a fresh process."""
+    print(f"memory: {m:,} points in a fresh process ...", flush=True)
+    with scratch() as d:
+        mem = run_child("memory", d, "--points", str(m))
+    grown = (mem["after_kib"] - mem["before_kib"]) / 1024
+    return [
+        Row(f"peak RSS growth, {m:,} points", f"{grown:.1f} MB", target="≤ 100 MB", passed=grown <= 100.0),
+        Row(
+            "  peak RSS before -> after; write rate",
+            f"{mem['before_kib'] / 1024:.0f} -> {mem['after_kib'] / 1024:.0f} MB; {us(mem['seconds'], m)}",
+        ),
+    ]
+
+
+def bench_real_work(n: int, rounds: int, work_us: float) -> list[Row]:
+    """What logging adds to a step that does GIL-free work (hashlib stands in for GPU/numpy)."""
+    print(f"real work: {n:,} steps of ~{work_us:g} µs x {rounds} rounds ...", flush=True)
+    buf = calibrate_work(work_us)
+    loops: list[float] = []
+    t = interleaved(rounds, {"work": lambda d: work_only(buf, n), "work+log": lambda d: work_and_log(d, buf, n, loops)})
+    base = median(t["work"])
+    rows = [Row("real work: step alone", us(base, n))]
+    for label, logged in (("loop only", loops), ("end to end", t["work+log"])):
+        extra = median([b - a for a, b in zip(t["work"], logged, strict=True)])
+        rows.append(
+            Row(
+                f"real work: step + log, {label}",
+                us(median(logged), n),
+                us(base, n),
+                f"+{extra / n * 1e6:.3f} µs/pt ({extra / base * 100:.1f}%)",
+            )
+        )
+    return rows
+
+
 def bench(args: argparse.Namespace) -> list[Row]:
     n, rounds = args.points, args.repeats
     rows: list[Row] = []
     with scratch() as kept:
-        floor_file = os.path.join(kept, "floor2", FLOOR_FILE)
-        sdk_root = os.path.join(kept, "sdk2")
-
-        # 1, 2: end-to-end writes against the orjson floor, interleaved rounds.
-        print(f"writes: {n:,} points x {rounds} rounds ...", flush=True)
-        t = interleaved(
-            rounds,
-            {
-                "floor1": lambda d: floor_write_1(os.path.join(d, FLOOR_FILE), n),
-                "sdk1": lambda d: sdk_write_1(d, n),
-                "floor2": lambda d: floor_write_2(os.path.join(d, FLOOR_FILE), n),
-                "sdk2": lambda d: sdk_write_2(d, n),
-                "floor10": lambda d: floor_write_10(os.path.join(d, FLOOR_FILE), n),
-                "sdk10": lambda d: sdk_write_10(d, n),
-            },
-            kept=kept,
-        )
-        for label, k in (("1 field", "1"), ("2 fields (loss, step)", "2")):
-            sdk, floor = median(t["sdk" + k]), median(t["floor" + k])
-            ratio = median([s / f for s, f in zip(t["sdk" + k], t["floor" + k], strict=True)])
-            rows.append(
-                Row(
-                    f"write {label}, end to end",
-                    us(sdk, n),
-                    us(floor, n),
-                    f"{ratio:.2f}x",
-                    "≤ 1.0 µs/pt",
-                    sdk / n <= 1.0e-6,
-                )
-            )
-            rows.append(Row(f"write {label}: ratio to floor", f"{ratio:.2f}x", target="≤ 8x", passed=ratio <= 8.0))
-        sdk, floor = median(t["sdk10"]), median(t["floor10"])
-        ratio = median([s / f for s, f in zip(t["sdk10"], t["floor10"], strict=True)])
-        rows.append(
-            Row(
-                "write 10 fields, end to end",
-                us(sdk, n),
-                us(floor, n),
-                f"{ratio:.2f}x",
-                "≤ 3.0 µs/pt",
-                sdk / n <= 3.0e-6,
-            )
-        )
-
-        # 3: the caller's thread, one call at a time.
-        print("caller latency ...", flush=True)
-        timer = Spread.of(latency_timer_only(n))
-        empty = Spread.of(latency_empty_call(n))
-        with scratch() as d:
-            call = Spread.of(latency_sdk(d, n))
-        rows.append(Row("latency: timer alone", timer.text()))
-        rows.append(Row("latency: empty f(loss=, step=)", empty.text()))
-        rows.append(Row("latency: m.log(loss=, step=)", call.text(), target="p99 ≤ 5 µs", passed=call.p99 <= 5.0))
-        rows.append(
-            Row(
-                "latency: calls > 1 ms / > 10 ms",
-                f"{call.over_1ms} / {call.over_10ms}",
-                target="none > 10 ms",
-                passed=call.over_10ms == 0,
-            )
-        )
-
-        # 4, 5: reads in fresh processes.
-        print("reads (fresh processes) ...", flush=True)
-        sdk_reads, floor_reads = [], []
-        for _ in range(rounds):
-            floor_reads.append(run_child("read-floor", floor_file, "--points", str(n)))
-            sdk_reads.append(run_child("read-sdk", sdk_root, "--points", str(n), "--repeats-read", "7"))
-        sdk_full = median([r["full"] for r in sdk_reads])
-        floor_full = median([r["full"] for r in floor_reads])
-        ratio = median([s["full"] / f["full"] for s, f in zip(sdk_reads, floor_reads, strict=True)])
-        rows.append(
-            Row(
-                f"read all {n:,} in a new process",
-                f"{sdk_full * 1000:.0f} ms",
-                f"{floor_full * 1000:.0f} ms",
-                f"{ratio:.2f}x",
-                "≤ 1.5x floor",
-                ratio <= 1.5,
-            )
-        )
-        rows.append(Row("resume: run.start() on existing", f"{median([r['resume'] for r in sdk_reads]) * 1000:.1f} ms"))
-        tail = median([r["tail"] for r in sdk_reads]) * 1000
-        head = median([r["head"] for r in sdk_reads]) * 1000
-        rows.append(
-            Row(
-                f"read({max(0, n - PAGE):,}, {PAGE}) tail page", f"{tail:.2f} ms", target="≤ 10 ms", passed=tail <= 10.0
-            )
-        )
-        rows.append(Row(f"read(0, {PAGE}) head page", f"{head:.2f} ms"))
-
-    # 6: memory stays bounded, in a fresh process.
+        floor_dir, sdk_root = os.path.join(kept, "floor"), os.path.join(kept, "sdk")
+        rows += bench_writes(n, rounds, floor_dir, sdk_root)
+        rows += bench_latency(n)
+        rows += bench_reads(n, rounds, os.path.join(floor_dir, FLOOR_FILE), sdk_root)
     if args.memory_points > 0:
-        m = args.memory_points
-        print(f"memory: {m:,} points in a fresh process ...", flush=True)
-        with scratch() as d:
-            mem = run_child("memory", d, "--points", str(m))
-        grown = (mem["after_kib"] - mem["before_kib"]) / 1024
-        rows.append(Row(f"peak RSS growth, {m:,} points", f"{grown:.1f} MB", target="≤ 100 MB", passed=grown <= 100.0))
-        rows.append(Row(f"  (peak RSS {mem['after_kib'] / 1024:.0f} MB; write rate)", us(mem["seconds"], m)))
-
-    # A loop with real work (hashlib, which releases the GIL): what logging costs there.
+        rows += bench_memory(args.memory_points)
     if args.work_us > 0:
-        nw = max(1000, n // 10)
-        print(f"real work: {nw:,} steps of ~{args.work_us:g} µs x {rounds} rounds ...", flush=True)
-        buf = calibrate_work(args.work_us)
-        t = interleaved(rounds, {"work": lambda d: work_only(buf, nw), "work+log": lambda d: work_and_log(d, buf, nw)})
-        base, logged = median(t["work"]), median(t["work+log"])
-        extra = median([b - a for a, b in zip(t["work"], t["work+log"], strict=True)])
-        rows.append(Row("real work: step alone", us(base, nw)))
-        rows.append(
-            Row(
-                "real work: step + log, end to end",
-                us(logged, nw),
-                us(base, nw),
-                f"+{extra / nw * 1e6:.3f} µs/pt ({extra / base * 100:.1f}%)",
-            )
-        )
+        rows += bench_real_work(max(1000, n // 10), rounds, args.work_us)
     return rows
 
 
@@ -621,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"ml-dash local benchmark - {now} - Python {sys.version.split()[0]} - "
-        f"{os.cpu_count()} CPUs - orjson {orjson.__version__}"
+        f"{os.cpu_count()} CPUs - orjson {orjson.__version__} - load average {load_average()}"
     )
     rows = bench(args)
     print()
@@ -630,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{len(missed)} target(s) missed"
         + (": " + "; ".join(missed) if missed else "")
-        + f" - {perf() - started:.0f} s"
+        + f" - {perf() - started:.0f} s, load average now {load_average()}"
     )
     return 0
 

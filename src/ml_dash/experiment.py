@@ -106,9 +106,9 @@ class Experiment:
         self._store: Any
         if dash_url:
             remote = RemoteStore(dash_url, self.api_key, os.path.join(root, ".spool"), timeout=self.close_timeout)
-            self._store = HybridStore(LocalStore(root), remote) if explicit_root else remote
+            self._store = HybridStore(LocalStore(root, scan_batch_ids=False), remote) if explicit_root else remote
         else:
-            self._store = LocalStore(root)
+            self._store = LocalStore(root, scan_batch_ids=False)
         self.dash_root: str | None = os.path.abspath(root) if (explicit_root or not dash_url) else None
         self.info = ExperimentInfo(
             prefix=self.prefix,

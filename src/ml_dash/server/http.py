@@ -86,10 +86,8 @@ def _on_http_error(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         # Starlette names only the first route of the path; GET and POST of one path are two routes.
-        path = request.url.path
-        methods = {m for route in request.app.routes if getattr(route, "path", None) == path
-                   for m in getattr(route, "methods", None) or ()}
-        headers["Allow"] = ", ".join(sorted(methods))
+        operations = request.app.openapi()["paths"].get(request.url.path, {})
+        headers["Allow"] = ", ".join(sorted(method.upper() for method in operations))
     return error_response(code, str(exc.detail), status=exc.status_code, headers=headers)
 
 

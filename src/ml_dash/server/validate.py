@@ -74,7 +74,7 @@ def check_time(value: Any, what: str, *, upper: float = MAX_TIME) -> float:
         seconds = float(value)
     except OverflowError:
         seconds = math.inf
-    if not (0.0 <= seconds <= upper):
+    if not (0.0 <= seconds <= upper) or seconds == math.inf:
         raise InvalidValueError(f"{what} must be a finite number of seconds in 0 .. {upper:.0f}, got {value!r:.80}")
     return seconds
 

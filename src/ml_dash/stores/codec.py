@@ -8,6 +8,7 @@ spell NaN and infinities) takes a second, per-record look for non-finite floats.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from itertools import repeat
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..records import LogRecord
 from ..values import find_nonfinite, restore_nonfinite
 
 _encoder = msgspec.json.Encoder()
+_has_null = re.compile(rb"null").search  # measured faster than `b"null" in out`
 NONFINITE_KEY = "nonFinite"
 TRACK_NONFINITE_KEY = "_nonFinite"
 TRACK_BATCH_KEY = "_batchId"
@@ -103,7 +105,7 @@ def encode_metric_lines(points: list[dict[str, Any]], first: int, batch_id: str 
     if batch_id is not None and lines:
         lines[0].batch_id = batch_id
     out = _encode(lines, "metric point")
-    if b"null" in out:
+    if _has_null(out):
         changed = False
         for line in lines:
             found = find_nonfinite(line.data)
@@ -132,7 +134,7 @@ def encode_log_lines(records: list[LogRecord], first: int, batch_id: str | None 
             )
         )
     out = _encode(lines, "log record")
-    if b"null" in out:
+    if _has_null(out):
         changed = False
         for line in lines:
             found = find_nonfinite(line.metadata)
@@ -149,7 +151,7 @@ def encode_track_lines(entries: list[dict[str, Any]], batch_id: str | None = Non
     if batch_id is not None and entries:
         entries = [{TRACK_BATCH_KEY: batch_id, **entries[0]}, *entries[1:]]
     out = _encode(entries, "track entry")
-    if b"null" in out:
+    if _has_null(out):
         fixed = []
         for entry in entries:
             found = find_nonfinite(entry)

@@ -28,6 +28,7 @@ from ..errors import StorageError
 
 _TAIL_CHUNK = 1 << 16
 _decode = msgspec.json.decode
+_decode_lines = msgspec.json.Decoder().decode_lines
 # A batch's id sits right after the counter on its first line (or first in a track
 # line), so it can be found without parsing; inside JSON strings quotes are escaped,
 # so user data cannot look like this.
@@ -86,9 +87,14 @@ def counter_of(line: bytes, key: str) -> int:
 class LockedAppender:
     """Appends batches to one JSON-lines file, safely across threads and processes."""
 
-    def __init__(self, path: str, counter_key: str | None) -> None:
+    def __init__(self, path: str, counter_key: str | None, scan_batch_ids: bool = True) -> None:
+        """``scan_batch_ids=False`` remembers only the batch ids this object wrote (enough
+        for a writer that resends its own batches); True also learns the ids already in
+        the file, so batches resent from elsewhere (a client after a server restart) are
+        recognised."""
         self.path = path
         self.counter_key = counter_key
+        self.scan_batch_ids = scan_batch_ids
         self._fd: int | None = None
         self._lock = threading.Lock()
         self._known_size = -1
@@ -140,7 +146,7 @@ class LockedAppender:
                     self._next = self._counter_after(fd, size)
                     self._scanned = min(self._scanned, size)
                 if batch_id is not None:
-                    if self._scanned < size:
+                    if self._scanned < size and self.scan_batch_ids:
                         self._scan_batches(fd, size)
                     done = self._batches.get(batch_id)
                     if done is not None:
@@ -331,6 +337,10 @@ class LineReader:
             block = block[:cut]
         return block
 
+    def read_rest(self, offset: int) -> bytes:
+        """Every complete line from ``offset`` to the end, in one read."""
+        return _pread_all(self.fd, self.end - offset, offset) if offset < self.end else b""
+
     def iter_blocks(self, block_size: int = 1 << 22) -> Iterator[bytes]:
         """The whole file in blocks of complete lines."""
         pos = 0
@@ -355,7 +365,7 @@ def decode_block(block: bytes, path: str = "") -> list[Any]:
     gc.disable()  # millions of fresh containers would trigger needless full collections
     try:
         try:
-            return _decode(b"[" + block[:-1].replace(b"\n", b",") + b"]")
+            return _decode_lines(block)
         except msgspec.DecodeError:
             out = []
             for number, line in enumerate(block.split(b"\n")[:-1]):

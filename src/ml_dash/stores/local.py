@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ from . import codec
 from .jsonl import LineReader, LockedAppender, counter_of, decode_block
 
 _DATA = "data.jsonl"
+_BATCH_LINE = re.compile(rb'^\{"index":(\d+),"batchId":', re.M)
 
 
 def atomic_write_json(path: str, value: Any) -> None:
@@ -125,8 +127,12 @@ def _info_from_json(prefix: str, doc: dict[str, Any]) -> ExperimentInfo:
 class LocalStore:
     """The Store protocol over a folder (``dash_root``)."""
 
-    def __init__(self, root: str | os.PathLike[str] = ".dash") -> None:
+    def __init__(self, root: str | os.PathLike[str] = ".dash", scan_batch_ids: bool = True) -> None:
+        """A store over the folder ``root``. With ``scan_batch_ids`` (the server's
+        setting) a resent batch is recognised even when another process wrote it; the
+        SDK turns it off: its writer only ever resends its own batches."""
         self.root = os.path.abspath(os.fspath(root))
+        self.scan_batch_ids = scan_batch_ids
         self._appenders: dict[str, LockedAppender] = {}
         self._lock = threading.Lock()
 
@@ -147,7 +153,7 @@ class LocalStore:
             with self._lock:
                 appender = self._appenders.get(path)
                 if appender is None:
-                    appender = self._appenders[path] = LockedAppender(path, counter_key)
+                    appender = self._appenders[path] = LockedAppender(path, counter_key, self.scan_batch_ids)
         return appender
 
     @contextmanager
@@ -269,9 +275,16 @@ class LocalStore:
 
     def _decode_metric_block(self, block: bytes, path: str) -> list[dict[str, Any]]:
         lines = decode_block(block, path)
-        if b'"nonFinite"' in block or b'"batchId"' in block:
+        if b'"nonFinite"' in block:
             for line in lines:
                 codec.restore_metric(line)
+        elif lines and b'"batchId"' in block:
+            # Batch ids sit on one line per batch: pop them where they are.
+            first = lines[0]["index"]
+            for match in _BATCH_LINE.finditer(block):
+                pos = int(match.group(1)) - first
+                if 0 <= pos < len(lines):
+                    lines[pos].pop(codec.BATCH_KEY, None)
         return lines
 
     def read_metrics(self, prefix: str, name: str, start_index: int = 0, limit: int = 1000) -> MetricPage:
@@ -286,7 +299,10 @@ class LocalStore:
             last = reader.last_line()
             total = counter_of(last, "index") + 1 if last else 0
             offset = reader.bisect("index", start_index) if start_index > 0 else 0
-            block = reader.read_block(offset, limit)
+            if start_index + limit >= total:
+                block = reader.read_rest(offset)
+            else:
+                block = reader.read_block(offset, limit)
         data = self._decode_metric_block(block, path)
         end = data[-1]["index"] if data else start_index - 1
         return MetricPage(data=data, startIndex=start_index, endIndex=end, total=total, hasMore=end + 1 < total)

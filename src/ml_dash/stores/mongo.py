@@ -1,0 +1,381 @@
+"""MongoStore: the Store protocol over MongoDB (everything hot) and S3 (cold metric chunks).
+
+Every piece of state lives in the database and the bucket, so several server processes
+can share them. Collections (one database):
+
+==================  ==========================================================================
+experiments         one document per prefix (``_id`` = prefix); changed by compare-and-swap on ``rev``
+params              one document per experiment; the flat params as a blob, ``version`` as the CAS field
+logs                one document per record; indexes (exp, seq) unique, (exp, ts), (exp, level, ts)
+tracks              one document per entry; index (exp, topic, timestamp, o), ``o`` = append order
+counters            log sequence and track order counters (``find_one_and_update`` + ``$inc``)
+batches             applied batch ids (``_id`` unique): a resent batch is not stored twice
+metrics             one per metric stream: its index counter and cold watermark
+metric_buckets      the hot tail, up to ``bucket_size`` points per document
+metric_chunks       the manifest of the cold tier (one document per S3 object)
+==================  ==========================================================================
+
+See ``mongo_docs`` (what a document holds and why user keys stay data),
+``mongo_batches`` (unique gapless indexes across processes, batch ids),
+``mongo_metrics`` (buckets, moves, merged reads) and ``chunk_codec`` (the S3 objects).
+
+Only operations seen working on both MongoDB and the nx-27017 emulator are used
+(see SERVICES.md); where the emulator differs, the code says so where it matters.
+Any failure to reach MongoDB or S3 raises :class:`~ml_dash.errors.StorageError`; an
+unreachable MongoDB is reported after ``timeout`` seconds (2 s by default).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import time
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from pymongo import MongoClient
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from ..errors import InvalidValueError, NotFoundError, StorageError
+from ..records import ExperimentInfo, LogPage, LogQuery, LogRecord, MetricPage, MetricStats, ParamsDoc
+from . import mongo_docs as docs
+from .mongo_batches import BatchLedger
+from .mongo_metrics import MetricTier, stream_id
+from .s3_chunks import S3_ERRORS, ChunkObjects, make_s3_client
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_CAS_TRIES = 100
+
+
+def _guarded(method: Callable[Concatenate[MongoStore, P], R]) -> Callable[Concatenate[MongoStore, P], R]:
+    """Create the indexes on first use; turn driver errors into StorageError."""
+
+    @functools.wraps(method)
+    def wrapper(self: MongoStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            if not self._indexed:
+                self._create_indexes()
+            return method(self, *args, **kwargs)
+        except PyMongoError as exc:
+            raise StorageError(f"MongoDB {self.database_name!r}: {type(exc).__name__}: {exc}") from exc
+        except S3_ERRORS as exc:
+            raise StorageError(f"S3 bucket {self.s3_bucket!r}: {type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+def _span(start: float | None, end: float | None) -> dict[str, float]:
+    """A MongoDB range condition, both ends inclusive (empty when both are None)."""
+    span = {}
+    if start is not None:
+        span["$gte"] = start
+    if end is not None:
+        span["$lte"] = end
+    return span
+
+
+class MongoStore:
+    """The Store protocol over a MongoDB database and (optionally) an S3 bucket.
+
+    Without ``s3_bucket`` every metric point stays in MongoDB. ``chunk_size`` points
+    (10,000 by default) make one S3 object; the hot buckets hold ``bucket_size`` points
+    each (reduced to divide ``chunk_size``). All processes sharing a database must use
+    the same ``chunk_size`` and ``bucket_size``.
+    """
+
+    def __init__(
+        self,
+        mongo_uri: str,
+        database: str,
+        s3_bucket: str | None = None,
+        s3_prefix: str = "",
+        s3_endpoint: str | None = None,
+        chunk_size: int = 10_000,
+        *,
+        bucket_size: int = 1000,
+        s3_region: str | None = None,
+        s3_access_key: str | None = None,
+        s3_secret_key: str | None = None,
+        timeout: float = 2.0,
+        retry_after: float = 30.0,
+        claim_wait: float = 5.0,
+    ) -> None:
+        if chunk_size < 1:
+            raise InvalidValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        millis = max(1, int(timeout * 1000))
+        self.client: MongoClient[dict[str, Any]] = MongoClient(
+            mongo_uri,
+            serverSelectionTimeoutMS=millis,
+            connectTimeoutMS=millis,
+            socketTimeoutMS=max(millis, 30_000),
+            appname="ml-dash",
+        )
+        self.database_name = database
+        self.s3_bucket = s3_bucket
+        db = self.client[database]
+        self.db = db
+        self.experiments = db["experiments"]
+        self.params = db["params"]
+        self.logs = db["logs"]
+        self.tracks = db["tracks"]
+        self.counters = db["counters"]
+        self.ledger = BatchLedger(self.counters, db["batches"], claim_wait)
+        self._s3_client: Any = None
+        chunks = None
+        bucket_size = math.gcd(chunk_size, bucket_size)
+        if s3_bucket:
+            self._s3_client = make_s3_client(s3_endpoint, s3_region, s3_access_key, s3_secret_key, timeout=timeout)
+            chunks = ChunkObjects(self._s3_client, s3_bucket, s3_prefix, frame_size=bucket_size)
+        self.metric_tier = MetricTier(db, chunks, chunk_size, bucket_size, retry_after, claim_wait)
+        self._indexed = False
+
+    def _create_indexes(self) -> None:
+        self.experiments.create_index([("owner", 1), ("project", 1)])
+        self.logs.create_index([("exp", 1), ("seq", 1)], unique=True)
+        self.logs.create_index([("exp", 1), ("ts", 1)])
+        self.logs.create_index([("exp", 1), ("level", 1), ("ts", 1)])
+        self.tracks.create_index([("exp", 1), ("topic", 1), ("timestamp", 1), ("o", 1)])
+        self.counters.create_index([("kind", 1), ("exp", 1)])
+        self.metric_tier.create_indexes()
+        self._indexed = True
+
+    # -- experiments -------------------------------------------------------------------
+
+    @_guarded
+    def open_experiment(self, info: ExperimentInfo) -> ExperimentInfo:
+        docs.to_blob(info.metadata, "experiment metadata")
+        for _ in range(_CAS_TRIES):
+            doc = self.experiments.find_one({"_id": info.prefix})
+            if doc is None:
+                try:
+                    self.experiments.insert_one(docs.experiment_doc(info, 1))
+                    return info
+                except DuplicateKeyError:
+                    continue
+            old = docs.experiment_from_doc(doc)
+            merged = info.with_changes(
+                created_at=old.created_at or info.created_at,
+                description=info.description if info.description is not None else old.description,
+                tags=info.tags or old.tags,
+                metadata={**old.metadata, **info.metadata},
+            )
+            if self._replace_experiment(doc, merged):
+                return merged
+        raise StorageError(f"experiment {info.prefix!r}: too many concurrent changes, try again")
+
+    def _replace_experiment(self, doc: dict[str, Any], info: ExperimentInfo) -> bool:
+        rev = int(doc.get("rev") or 0)
+        new = docs.experiment_doc(info, rev + 1)
+        del new["_id"]
+        return bool(self.experiments.replace_one({"_id": info.prefix, "rev": doc.get("rev")}, new).matched_count)
+
+    @_guarded
+    def update_experiment(self, prefix: str, **changes: Any) -> ExperimentInfo:
+        for _ in range(_CAS_TRIES):
+            doc = self.experiments.find_one({"_id": prefix})
+            if doc is None:
+                raise NotFoundError(f"no experiment {prefix!r} in database {self.database_name!r}")
+            info = docs.experiment_from_doc(doc).with_changes(**changes)
+            if self._replace_experiment(doc, info):
+                return info
+        raise StorageError(f"experiment {prefix!r}: too many concurrent changes, try again")
+
+    @_guarded
+    def get_experiment(self, prefix: str) -> ExperimentInfo | None:
+        doc = self.experiments.find_one({"_id": prefix})
+        return docs.experiment_from_doc(doc) if doc is not None else None
+
+    @_guarded
+    def list_experiments(self, owner: str | None = None, project: str | None = None) -> list[ExperimentInfo]:
+        query: dict[str, Any] = {}
+        if owner:
+            query["owner"] = owner
+            if project:
+                query["project"] = project
+        return [docs.experiment_from_doc(doc) for doc in self.experiments.find(query).sort("_id", 1)]
+
+    # -- params ------------------------------------------------------------------------
+
+    @_guarded
+    def set_params(self, prefix: str, flat: dict[str, Any]) -> ParamsDoc:
+        docs.to_blob(flat, "params")
+        for _ in range(_CAS_TRIES):
+            doc = self.params.find_one({"_id": prefix})
+            now = time.time()
+            if doc is None:
+                new = {"version": 1, "data": docs.to_blob(flat, "params"), "createdAt": now, "updatedAt": now}
+                try:
+                    self.params.insert_one({"_id": prefix, **new})
+                except DuplicateKeyError:
+                    continue
+                return self._params_from_doc(new)
+            data = {**docs.from_blob(doc.get("data"), {}), **flat}
+            new = {
+                "version": int(doc["version"]) + 1,
+                "data": docs.to_blob(data, "params"),
+                "createdAt": doc.get("createdAt") or now,
+                "updatedAt": now,
+            }
+            if self.params.replace_one({"_id": prefix, "version": doc["version"]}, new).matched_count:
+                return self._params_from_doc(new)
+        raise StorageError(f"params of {prefix!r}: too many concurrent changes, try again")
+
+    @staticmethod
+    def _params_from_doc(doc: dict[str, Any]) -> ParamsDoc:
+        return ParamsDoc(
+            data=docs.from_blob(doc.get("data"), {}),
+            version=int(doc.get("version") or 0),
+            created_at=doc.get("createdAt"),
+            updated_at=doc.get("updatedAt"),
+        )
+
+    @_guarded
+    def get_params(self, prefix: str) -> ParamsDoc:
+        doc = self.params.find_one({"_id": prefix})
+        return self._params_from_doc(doc) if doc is not None else ParamsDoc(data={})
+
+    # -- metrics -----------------------------------------------------------------------
+
+    @_guarded
+    def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None) -> int:
+        return self.metric_tier.append(prefix, name, points, batch_id)
+
+    @_guarded
+    def read_metrics(self, prefix: str, name: str, start_index: int = 0, limit: int = 1000) -> MetricPage:
+        return self.metric_tier.read(prefix, name, start_index, limit)
+
+    @_guarded
+    def metric_stats(self, prefix: str, name: str) -> MetricStats:
+        """Counts and times; also ``hotDataPoints``, ``coldDataPoints`` and ``coldChunks``."""
+        return self.metric_tier.stats(prefix, name)
+
+    @_guarded
+    def list_metrics(self, prefix: str) -> list[MetricStats]:
+        return [self.metric_tier.stats(prefix, name) for name in self.metric_tier.names(prefix)]
+
+    @_guarded
+    def move_full_chunks(self, prefix: str, name: str) -> int:
+        """Move the stream's full hot chunks to S3 now (ignoring any retry delay); returns how many."""
+        return self.metric_tier.move_full_chunks(prefix, name)
+
+    # -- logs --------------------------------------------------------------------------
+
+    def _insert_new(self, collection: Any, documents: list[dict[str, Any]]) -> None:
+        """Insert ``documents``; those whose ``_id`` is already stored are left as they are."""
+        try:
+            collection.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", ())):
+                raise
+
+    @_guarded
+    def append_logs(self, prefix: str, records: list[LogRecord], batch_id: str | None = None) -> int:
+        if not records:
+            return -1
+        log_id = "logs:" + stream_id(prefix, "")
+        docs.log_docs(prefix, log_id, records, 0)  # raises InvalidValueError before a number is taken
+        first = self.ledger.reserve(log_id, len(records), batch_id, {"kind": "logs", "exp": prefix}).first
+        self._insert_new(self.logs, docs.log_docs(prefix, log_id, records, first))
+        return first
+
+    @_guarded
+    def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
+        offset = int(query.get("offset", 0))
+        limit = int(query.get("limit", 100))
+        if offset < 0 or limit < 0:
+            raise InvalidValueError(f"offset and limit must be >= 0, got {offset} and {limit}")
+        where: dict[str, Any] = {"exp": prefix}
+        levels = sorted(set(query.get("levels") or ()))
+        if levels:
+            where["level"] = {"$in": levels}
+        span = _span(query.get("start_time"), query.get("end_time"))
+        if span:
+            where["ts"] = span
+        if query.get("search"):
+            where["message"] = {"$regex": re.escape(str(query["search"])), "$options": "i"}
+        total = self.logs.count_documents(where)
+        logs: list[dict[str, Any]] = []
+        if limit and offset < total:  # limit(0) would mean "no limit" to MongoDB
+            order = -1 if query.get("descending") else 1
+            cursor = self.logs.find(where).sort("seq", order).skip(offset).limit(limit)
+            logs = [docs.log_from_doc(doc) for doc in cursor]
+        return LogPage(logs=logs, total=total, offset=offset, limit=limit, hasMore=offset + len(logs) < total)
+
+    # -- tracks ------------------------------------------------------------------------
+
+    @_guarded
+    def append_tracks(
+        self, prefix: str, topic: str, entries: list[dict[str, Any]], batch_id: str | None = None
+    ) -> int:
+        if not entries:
+            return 0
+        topic_id = "tracks:" + stream_id(prefix, topic)
+        documents = docs.track_docs(prefix, topic_id, topic, entries, 0, batch_id)
+        # Order numbers are taken afresh on a resend; documents already stored keep theirs.
+        order = self.ledger.reserve(topic_id, len(entries), None, {"kind": "tracks", "exp": prefix, "topic": topic})
+        for document in documents:
+            document["o"] += order.first
+        self._insert_new(self.tracks, documents)
+        return len(entries)
+
+    @_guarded
+    def read_tracks(
+        self,
+        prefix: str,
+        topic: str,
+        start_timestamp: float | None = None,
+        end_timestamp: float | None = None,
+        columns: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        where: dict[str, Any] = {"exp": prefix, "topic": topic}
+        span = _span(start_timestamp, end_timestamp)
+        if span:
+            where["timestamp"] = span
+        merged: list[dict[str, Any]] = []
+        for doc in self.tracks.find(where, {"entry": 1}).sort([("timestamp", 1), ("o", 1)]):
+            entry = docs.track_from_doc(doc)
+            if merged and merged[-1].get("timestamp") == entry.get("timestamp"):
+                merged[-1].update(entry)
+            else:
+                merged.append(entry)
+        if columns is not None:
+            wanted = ["timestamp", *columns]
+            merged = [{k: e[k] for k in wanted if k in e} for e in merged]
+        return merged
+
+    def _track_info(self, prefix: str, topic: str) -> dict[str, Any]:
+        where = {"exp": prefix, "topic": topic}
+        counted = list(self.tracks.aggregate([{"$match": where}, {"$group": {"_id": "$timestamp"}}, {"$count": "n"}]))
+        edges = [
+            next(iter(self.tracks.find(where, {"timestamp": 1}).sort("timestamp", order).limit(1)), None)
+            for order in (1, -1)
+        ]
+        return {
+            "topic": topic,
+            "totalEntries": int(counted[0]["n"]) if counted else 0,
+            "firstTimestamp": edges[0]["timestamp"] if edges[0] else None,
+            "lastTimestamp": edges[1]["timestamp"] if edges[1] else None,
+        }
+
+    @_guarded
+    def list_tracks(self, prefix: str) -> list[dict[str, Any]]:
+        topics = sorted({str(doc["topic"]) for doc in self.counters.find({"kind": "tracks", "exp": prefix})})
+        infos = [self._track_info(prefix, topic) for topic in topics]
+        return [info for info in infos if info["totalEntries"]]
+
+    # -- durability --------------------------------------------------------------------
+
+    def sync(self, prefix: str) -> None:
+        """Nothing to do: every write above was acknowledged by MongoDB before returning.
+
+        (Durability against a MongoDB crash is the URI's write concern, e.g.
+        ``?w=majority&journal=true``.)
+        """
+
+    def close(self) -> None:
+        """Close the MongoDB connections and the S3 client."""
+        self.client.close()
+        if self._s3_client is not None and hasattr(self._s3_client, "close"):
+            self._s3_client.close()
