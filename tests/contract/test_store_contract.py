@@ -42,10 +42,19 @@ def _local(tmp_path: Path) -> Iterator[StoreKit]:
         store.close()
 
 
+def _mongo(tmp_path: Path) -> Iterator[StoreKit]:
+    """A MongoStore on a throw-away database and bucket (loopback servers, see tests/mongo)."""
+    from mongo.services import Place, services
+
+    place = Place(services())  # skips when the servers cannot start
+    yield StoreKit(place.store(), place.store)
+    place.close()
+
+
 # name -> generator of a StoreKit over fresh storage in tmp_path. Later: "remote" (a
-# RemoteStore talking HTTP to a server on a LocalStore), "mongo" (a MongoStore on a
-# throw-away database), each skipping with a reason when its service is unavailable.
-BACKENDS: dict[str, Callable[[Path], Iterator[StoreKit]]] = {"local": _local}
+# RemoteStore talking HTTP to a server on a LocalStore), each skipping with a reason
+# when its service is unavailable.
+BACKENDS: dict[str, Callable[[Path], Iterator[StoreKit]]] = {"local": _local, "mongo": _mongo}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

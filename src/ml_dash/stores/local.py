@@ -299,10 +299,8 @@ class LocalStore:
             last = reader.last_line()
             total = counter_of(last, "index") + 1 if last else 0
             offset = reader.bisect("index", start_index) if start_index > 0 else 0
-            if start_index + limit >= total:
-                block = reader.read_rest(offset)
-            else:
-                block = reader.read_block(offset, limit)
+            to_end = start_index + limit >= total
+            block = reader.read_rest(offset) if to_end else reader.read_block(offset, limit)
         data = self._decode_metric_block(block, path)
         end = data[-1]["index"] if data else start_index - 1
         return MetricPage(data=data, startIndex=start_index, endIndex=end, total=total, hasMore=end + 1 < total)

@@ -28,7 +28,6 @@ unreachable MongoDB is reported after ``timeout`` seconds (2 s by default).
 from __future__ import annotations
 
 import functools
-import math
 import re
 import time
 from collections.abc import Callable
@@ -81,8 +80,9 @@ class MongoStore:
 
     Without ``s3_bucket`` every metric point stays in MongoDB. ``chunk_size`` points
     (10,000 by default) make one S3 object; the hot buckets hold ``bucket_size`` points
-    each (reduced to divide ``chunk_size``). All processes sharing a database must use
-    the same ``chunk_size`` and ``bucket_size``.
+    each (at most ``chunk_size``; ``chunk_size`` must be a multiple of it). All processes
+    sharing a database must use the same ``chunk_size`` and ``bucket_size``. Raises
+    StorageError for a URI pymongo cannot use; nothing is connected before the first call.
     """
 
     def __init__(
@@ -102,16 +102,22 @@ class MongoStore:
         retry_after: float = 30.0,
         claim_wait: float = 5.0,
     ) -> None:
-        if chunk_size < 1:
-            raise InvalidValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if chunk_size < 1 or bucket_size < 1:
+            raise InvalidValueError(f"chunk_size and bucket_size must be >= 1, got {chunk_size} and {bucket_size}")
+        bucket_size = min(bucket_size, chunk_size)
+        if chunk_size % bucket_size:
+            raise InvalidValueError(f"chunk_size {chunk_size} must be a multiple of bucket_size {bucket_size}")
         millis = max(1, int(timeout * 1000))
-        self.client: MongoClient[dict[str, Any]] = MongoClient(
-            mongo_uri,
-            serverSelectionTimeoutMS=millis,
-            connectTimeoutMS=millis,
-            socketTimeoutMS=max(millis, 30_000),
-            appname="ml-dash",
-        )
+        try:
+            self.client: MongoClient[dict[str, Any]] = MongoClient(
+                mongo_uri,
+                serverSelectionTimeoutMS=millis,
+                connectTimeoutMS=millis,
+                socketTimeoutMS=max(millis, 30_000),
+                appname="ml-dash",
+            )
+        except PyMongoError as exc:  # a malformed URI, unknown options
+            raise StorageError(f"cannot use MongoDB URI: {exc}") from exc
         self.database_name = database
         self.s3_bucket = s3_bucket
         db = self.client[database]
@@ -124,7 +130,6 @@ class MongoStore:
         self.ledger = BatchLedger(self.counters, db["batches"], claim_wait)
         self._s3_client: Any = None
         chunks = None
-        bucket_size = math.gcd(chunk_size, bucket_size)
         if s3_bucket:
             self._s3_client = make_s3_client(s3_endpoint, s3_region, s3_access_key, s3_secret_key, timeout=timeout)
             chunks = ChunkObjects(self._s3_client, s3_bucket, s3_prefix, frame_size=bucket_size)

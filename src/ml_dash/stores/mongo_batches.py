@@ -53,9 +53,14 @@ class BatchLedger:
             # Plain $set rather than $setOnInsert: the emulator may ignore $setOnInsert,
             # and these fields never change for a counter.
             update["$set"] = fields
-        doc = self.counters.find_one_and_update(
-            {"_id": counter_id}, update, upsert=True, return_document=ReturnDocument.AFTER
-        )
+        try:
+            doc = self.counters.find_one_and_update(
+                {"_id": counter_id}, update, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        except DuplicateKeyError:
+            # Two first upserts raced (servers before MongoDB 4.2 do not retry them);
+            # the document exists now, so the same update simply increments it.
+            doc = self.counters.find_one_and_update({"_id": counter_id}, update, return_document=ReturnDocument.AFTER)
         return dict(doc or {})
 
     def _give_back(self, counter_id: str, doc: dict[str, Any], count: int) -> None:

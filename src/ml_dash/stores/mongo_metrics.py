@@ -27,6 +27,11 @@ that sees a full chunk still hot runs them again (after a failed S3 write, not b
 ``retry_after`` seconds, unless forced). Reads take the hot buckets first and the
 manifests second, and a manifest wins over hot points, so a move finishing in between
 never hides a point.
+
+Limits: chunks move in index order, so indexes left unused by a process that died
+mid-append (see ``mongo_batches``) keep their chunk, and the later ones, hot (still
+read correctly). A bucket document holds at most 16 MB: points of over ~16 KB each
+need a smaller ``bucket_size``.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from typing import Any, cast
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from ..errors import InvalidValueError
+from ..errors import InvalidValueError, StorageError
 from ..records import MetricPage, MetricStats
 from . import chunk_codec, codec
 from .jsonl import decode_block
@@ -110,17 +115,28 @@ class MetricTier:
             take = min(len(lines) - pos, size - index % size)
             if index >= cold:  # a resend of points already moved to S3 is not written again
                 block = b"\n".join(lines[pos : pos + take]) + b"\n"
-                try:
-                    # `$nin` and not `$ne`: the emulator's `$ne` does not look inside
-                    # arrays in update filters; both mean "no element equals" on MongoDB.
-                    self.buckets.update_one(
-                        {"_id": self._bucket_id(sid, index // size), "s": {"$nin": [index]}},
-                        {"$push": {"s": index, "p": block.decode()}, "$inc": {"n": take}},
-                        upsert=True,
-                    )
-                except DuplicateKeyError:
-                    pass  # the block is there already: the upsert found the bucket, but with it
+                self._push_block(self._bucket_id(sid, index // size), index, block.decode(), take)
             pos += take
+
+    def _push_block(self, bucket_id: str, index: int, block: str, count: int) -> None:
+        """Add one block to its bucket unless a block starting at ``index`` is there already."""
+        for _ in range(10):
+            try:
+                # `$nin` and not `$ne`: the emulator's `$ne` does not look inside arrays
+                # in update filters; on MongoDB both mean "no element equals".
+                self.buckets.update_one(
+                    {"_id": bucket_id, "s": {"$nin": [index]}},
+                    {"$push": {"s": index, "p": block}, "$inc": {"n": count}},
+                    upsert=True,
+                )
+                return
+            except DuplicateKeyError:
+                # The bucket exists: either it holds this block already, or another writer
+                # created it between our filter and our insert (MongoDB does not retry an
+                # upsert whose filter is not a plain equality). Look, and push again if needed.
+                if self.buckets.find_one({"_id": bucket_id, "s": index}, {"_id": 1}) is not None:
+                    return
+        raise StorageError(f"bucket {bucket_id}: could not add the block at index {index}")
 
     # -- the cold tier -----------------------------------------------------------------
 
@@ -261,7 +277,8 @@ class MetricTier:
         points: dict[int, dict[str, Any]] = {}
         if start < end:
             points = self._hot_points(sid, start, end)
-            query = {"_id": {"$gte": f"{sid}:", "$lt": f"{sid}:{end:012d}"}, "last": {"$gte": start}}
+            lowest = max(0, start - self.chunk_size + 1)  # the first index of a chunk holding `start`
+            query = {"_id": {"$gte": f"{sid}:{lowest:012d}", "$lt": f"{sid}:{end:012d}"}, "last": {"$gte": start}}
             for manifest in self.manifests.find(query).sort("_id", 1):
                 assert self.chunks is not None, "cold chunks exist but no S3 bucket is configured"
                 for point in self.chunks.read(manifest, start, end):

@@ -1,0 +1,1 @@
+"""MongoStore tests against MongoDB- and S3-protocol servers on loopback."""
