@@ -13,10 +13,13 @@ import random
 import signal
 import time
 import warnings
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ml_dash import Experiment, LocalStore
 from procs._support import (
     LineWaiter,
     exp_dir,
@@ -27,8 +30,6 @@ from procs._support import (
     start,
     track_file,
 )
-
-from ml_dash import Experiment, LocalStore
 
 PREFIX = "alice/crash/run-1"
 METRIC = "train"
@@ -60,7 +61,7 @@ def _steps(kind: str, lines: list[dict[str, Any]]) -> list[int]:
             assert line["message"] == f"step {line['metadata']['i']}"
         return [line["metadata"]["i"] for line in lines]
     times = [line["timestamp"] for line in lines]
-    assert all(a < b for a, b in zip(times, times[1:])), "track timestamps are not increasing"
+    assert all(a < b for a, b in pairwise(times)), "track timestamps are not increasing"
     return [line["i"] for line in lines]
 
 
@@ -79,16 +80,20 @@ def _check_after_kill(root: Path) -> dict[str, tuple[int, bytes]]:
     return found
 
 
-def _required_steps(progress: Path, kill_time: float) -> int:
-    """How many steps the child had logged by ``kill_time - FLUSH_INTERVAL - SLACK``."""
-    required = 0
+def _required_steps(progress: Path, kill_time: float) -> dict[str, int]:
+    """Per stream: how many steps the child had logged by ``kill_time - FLUSH_INTERVAL - SLACK``
+    (counting what was on disk when it started)."""
+    done = 0
     cutoff = kill_time - FLUSH_INTERVAL - SLACK
-    raw = progress.read_bytes() if progress.exists() else b""
-    for line in raw.split(b"\n")[:-1]:  # a last line without newline may be torn
+    raw = progress.read_bytes()
+    first, *lines = raw.split(b"\n")[:-1]  # a last line without newline may be torn
+    word, *counts = first.split()
+    assert word == b"start"
+    for line in lines:
         step, at = line.split()
         if float(at) <= cutoff:
-            required = max(required, int(step) + 1)
-    return required
+            done = max(done, int(step) + 1)
+    return {kind: int(count) + done for kind, count in zip(("metric", "logs", "track"), counts, strict=True)}
 
 
 def _force_torn_tail(path: Path) -> bytes:
@@ -102,9 +107,15 @@ def _force_torn_tail(path: Path) -> bytes:
     return half
 
 
-def _resume_and_check(root: Path, found: dict[str, tuple[int, bytes]]) -> None:
-    """Reopen the experiment, log EXTRA more of everything, check gapless and torn handling."""
+def _resume_and_check(
+    root: Path, found: dict[str, tuple[int, bytes]], set_aside: dict[str, bytes] | None = None
+) -> None:
+    """Reopen the experiment, log EXTRA more of everything, check gapless and torn handling.
+
+    ``set_aside``: what earlier resumes already moved to each ``.torn`` file.
+    """
     paths = _files(root)
+    set_aside = set_aside or {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # A long flush interval: the appends (and the torn-tail repair) happen in
@@ -132,25 +143,26 @@ def _resume_and_check(root: Path, found: dict[str, tuple[int, bytes]]) -> None:
         assert new_tail == b"", f"{kind}: file does not end with a newline after the resume"
         assert _steps(kind, lines) == list(range(n + EXTRA)), f"{kind}: not exactly 0..n-1 after the resume"
         torn_path = Path(str(path) + ".torn")
+        before = set_aside.get(kind, b"")
         if tail:
             assert torn_path.exists(), f"{kind}: torn tail was not set aside"
-            assert torn_path.read_bytes() == tail + b"\n"
+            assert torn_path.read_bytes() == before + tail + b"\n"
             assert any(str(path) in m and ".torn" in m for m in messages), f"{kind}: no warning about the torn tail"
         else:
-            assert not torn_path.exists(), f"{kind}: a .torn file appeared without a torn tail"
             assert not any(str(path) in m and "incomplete line" in m for m in messages)
+            if before:
+                assert torn_path.read_bytes() == before
+            else:
+                assert not torn_path.exists(), f"{kind}: a .torn file appeared without a torn tail"
     assert json.loads((exp_dir(root, PREFIX) / "experiment.json").read_bytes())["status"] == "COMPLETED"
 
 
-def _kill_at_random_moment(tmp_path: Path, seed: int) -> None:
-    rng = random.Random(seed)
-    root = tmp_path / f"dash-{seed}"
-    progress = tmp_path / f"progress-{seed}.txt"
-    proc = start(
-        "crash_logger.py",
-        "--root", root, "--prefix", PREFIX, "--mode", "loop",
-        "--flush-interval", FLUSH_INTERVAL, "--progress", progress, "--every", 16, "--seed", seed,
-    )  # fmt: skip
+def _kill_once(root: Path, progress: Path, rng: random.Random, resume: bool) -> dict[str, tuple[int, bytes]]:
+    """Run the logging child, SIGKILL it at a random moment, check the files it left."""
+    options = f"--mode loop --flush-interval {FLUSH_INTERVAL} --every 16 --seed {rng.randrange(1 << 30)}".split()
+    if resume:
+        options.append("--resume")
+    proc = start("crash_logger.py", "--root", root, "--prefix", PREFIX, "--progress", progress, *options)
     try:
         LineWaiter(proc).wait_for("ready")
         time.sleep(rng.uniform(0.05, 1.6))
@@ -164,10 +176,17 @@ def _kill_at_random_moment(tmp_path: Path, seed: int) -> None:
     found = _check_after_kill(root)
     required = _required_steps(progress, kill_time)
     for kind, (n, _tail) in found.items():
-        assert n >= required, (
-            f"{kind}: only {n} steps on disk, but step {required - 1} was logged more than "
+        assert n >= required[kind], (
+            f"{kind}: only {n} steps on disk, but step {required[kind] - 1} was logged more than "
             f"{FLUSH_INTERVAL + SLACK:.2f}s before the kill"
         )
+    return found
+
+
+def _kill_at_random_moment(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    root = tmp_path / "dash"
+    found = _kill_once(root, tmp_path / "progress.txt", rng, resume=False)
     # Force a torn last line in half of the runs (kill -9 rarely tears one by itself).
     if seed % 2:
         for kind, path in _files(root).items():
@@ -177,24 +196,50 @@ def _kill_at_random_moment(tmp_path: Path, seed: int) -> None:
     _resume_and_check(root, found)
 
 
+def _crash_again_and_again(tmp_path: Path, seed: int, generations: int) -> None:
+    """Each child resumes what the one before left (torn tails included) and is killed too."""
+    rng = random.Random(seed)
+    root = tmp_path / "dash"
+    set_aside: dict[str, bytes] = {}
+    previous: dict[str, tuple[int, bytes]] = {}
+    for generation in range(generations):
+        found = _kill_once(root, tmp_path / f"progress-{generation}.txt", rng, resume=generation > 0)
+        for kind, (n, tail) in found.items():
+            old_n, old_tail = previous.get(kind, (0, b""))
+            if old_tail and (n, tail) != (old_n, old_tail):
+                set_aside[kind] = set_aside.get(kind, b"") + old_tail + b"\n"  # the child repaired it
+            if not tail and rng.random() < 0.5 and _files(root)[kind].exists():
+                found[kind] = (n, _force_torn_tail(_files(root)[kind]))
+        previous = found
+    _resume_and_check(root, previous, set_aside)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_kill9_while_logging(tmp_path: Path, seed: int) -> None:
     _kill_at_random_moment(tmp_path, seed)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(100, 140))
+@pytest.mark.parametrize("seed", range(100, 135))
 def test_kill9_while_logging_many(tmp_path: Path, seed: int) -> None:
     _kill_at_random_moment(tmp_path, seed)
+
+
+def test_kill9_again_and_again_then_resume(tmp_path: Path) -> None:
+    _crash_again_and_again(tmp_path, seed=7, generations=3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+def test_kill9_again_and_again_then_resume_many(tmp_path: Path, seed: int) -> None:
+    _crash_again_and_again(tmp_path, seed=1000 + seed, generations=12)
 
 
 def _run_flush_child(root: Path, count: int) -> None:
     # A flush interval of an hour: only exp.flush() (and the writer's wake-up every
     # 4096 points) writes anything.
-    proc = start(
-        "crash_logger.py", "--root", root, "--prefix", PREFIX, "--mode", "flush",
-        "--flush-interval", 3600, "--count", count,
-    )  # fmt: skip
+    options = f"--mode flush --flush-interval 3600 --count {count}".split()
+    proc = start("crash_logger.py", "--root", root, "--prefix", PREFIX, *options)
     try:
         LineWaiter(proc).wait_for("flushed")
         os.kill(proc.pid, signal.SIGKILL)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .errors import InvalidNameError
 
 MAX_SEGMENT = 128
+MAX_SEGMENT_BYTES = 255  # what ext4, xfs, btrfs and APFS allow for one file name
 MAX_NAME = 512
 # File names the store keeps inside stream folders; a segment with one of these names
 # would collide with the store's own files.
@@ -30,6 +31,11 @@ def _check_segment(segment: str, what: str, name: str) -> None:
     if len(segment) > MAX_SEGMENT:
         raise InvalidNameError(
             f"{what} {name[:40]!r}...: segment is {len(segment)} characters, over the limit of {MAX_SEGMENT}"
+        )
+    if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+        raise InvalidNameError(
+            f"{what} {name[:40]!r}...: segment is {len(segment.encode('utf-8', 'surrogatepass'))} bytes in UTF-8, "
+            f"over the file-name limit of {MAX_SEGMENT_BYTES}"
         )
     if segment in RESERVED or segment.startswith(".tmp"):
         raise InvalidNameError(f"{what} {name!r}: segment {segment!r} is a name the store uses itself")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,7 @@ class TrackStream:
         self._channel = channel
         self._queue: Any = channel.queue
         self._last = -math.inf
+        self._clock = threading.Lock()  # threads sharing a topic still get distinct times
 
     def append(self, _ts: Any = None, **fields: Any) -> TrackStream:
         """Append one entry. Nested dicts are flattened with ``.``.
@@ -68,13 +70,14 @@ class TrackStream:
         bad = RESERVED_FIELDS.intersection(fields)
         if bad:
             raise InvalidValueError(f"track {self.topic!r}: field name {sorted(bad)[0]!r} is reserved")
-        if _ts is None:
-            ts = now()
-            if ts <= self._last:
-                ts = math.nextafter(self._last, math.inf)
-        else:
-            ts = resolve_ts(_ts, f"track {self.topic!r}")
-        self._last = max(self._last, ts)
+        with self._clock:
+            if _ts is None:
+                ts = now()
+                if ts <= self._last:
+                    ts = math.nextafter(self._last, math.inf)
+            else:
+                ts = resolve_ts(_ts, f"track {self.topic!r}")
+            self._last = max(self._last, ts)
         thread_state.ts = ts
         entry = {"timestamp": ts}
         entry.update(flatten(fields))

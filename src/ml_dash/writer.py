@@ -71,6 +71,11 @@ class Channel:
     written: int = 0
     dirty: bool = False
     columns: set[str] = field(default_factory=set)
+    # Failure state is per channel: one full or read-only file must not hold up the others.
+    failing: bool = False
+    inflight: int = 0
+    retry_at: float = 0.0
+    backoff: float = 0.0
 
     @property
     def label(self) -> str:
@@ -133,9 +138,6 @@ class Writer:
         self._lock = threading.RLock()
         self._stopping = False
         self._pending_total = 0
-        self._retry_at = 0.0
-        self._backoff = 0.0
-        self._failing = False
         self.last_error: str | None = None
         self._thread: threading.Thread | None = None
         self._start_thread()
@@ -204,14 +206,15 @@ class Writer:
         while queue:
             n = min(len(queue), self.batch_size)
             batch = Batch(starmap(queue.popleft, repeat((), n)))
-            if ch.pending or (self._failing and time.monotonic() < self._retry_at):
+            if ch.pending or (ch.failing and time.monotonic() < ch.retry_at):
                 self._keep(ch, batch)
             else:
                 self._deliver(ch, batch)
-        if ch.pending and time.monotonic() >= self._retry_at:
+        if ch.pending and time.monotonic() >= ch.retry_at:
             self._retry(ch)
 
     def _deliver(self, ch: Channel, batch: Batch) -> bool:
+        ch.inflight = len(batch)
         try:
             ch.send(batch)
         except InvalidValueError as exc:
@@ -231,16 +234,18 @@ class Writer:
             self._note_failure(ch, exc)
             self._keep(ch, batch)
             return False
-        except Exception as exc:
+        except Exception as exc:  # a bug must neither loop nor kill the writer
             ch.rejected += len(batch)
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("ml-dash: %d records of %s set aside after an unexpected error", len(batch), ch.label)
             return True
+        finally:
+            ch.inflight = 0
         ch.written += len(batch)
         ch.dirty = True
-        if self._failing:
-            self._failing = False
-            self._backoff = 0.0
+        if ch.failing:
+            ch.failing = False
+            ch.backoff = 0.0
             warnings.warn(f"ml-dash: writing works again ({ch.label}); catching up", RuntimeWarning, stacklevel=2)
         return True
 
@@ -267,10 +272,10 @@ class Writer:
 
     def _note_failure(self, ch: Channel, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
-        self._backoff = min(max(self._backoff * 2, self.flush_interval), 10.0)
-        self._retry_at = time.monotonic() + self._backoff
-        if not self._failing:
-            self._failing = True
+        ch.backoff = min(max(ch.backoff * 2, self.flush_interval), 10.0)
+        ch.retry_at = time.monotonic() + ch.backoff
+        if not ch.failing:
+            ch.failing = True
             warnings.warn(
                 f"ml-dash: cannot write {ch.label} ({exc}); keeping the data in memory and retrying",
                 RuntimeWarning,
@@ -281,8 +286,8 @@ class Writer:
 
     def flush(self, only: Channel | None = None) -> None:
         """Write what is queued now from the calling thread (read-your-writes)."""
-        if self._failing:
-            self._retry_at = 0.0  # an explicit flush retries at once
+        for ch in self._order:
+            ch.retry_at = 0.0  # an explicit flush retries at once
         self.drain(only)
 
     def finish_streams(self) -> None:
@@ -307,7 +312,8 @@ class Writer:
             self._thread.join(max(deadline - time.monotonic(), 0.0))
         # Final attempts from this thread while time remains.
         while time.monotonic() < deadline:
-            self._retry_at = 0.0
+            for ch in self._order:
+                ch.retry_at = 0.0
             if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
                 break
             try:
@@ -317,11 +323,15 @@ class Writer:
             if self._pending_total == 0 and not any(ch.queue for ch in self._order):
                 break
             time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
-        if self._pending_total == 0:
-            self.finish_streams()
-        report = CloseReport(last_error=self.last_error if self._failing else None)
+        if self._pending_total == 0 and self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.01)):
+            try:
+                self.finish_streams()
+            finally:
+                self._lock.release()
+        failing = any(ch.failing for ch in self._order)
+        report = CloseReport(last_error=self.last_error if failing else None)
         for ch in self._order:
-            left = ch.pending_count + len(ch.queue)
+            left = ch.pending_count + len(ch.queue) + ch.inflight
             if left:
                 report.unwritten[ch.label] = left
             if ch.dropped:

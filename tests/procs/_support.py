@@ -99,7 +99,9 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> tuple[str, 
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError(f"child still running after {timeout}s (hang guard):\n{err.decode(errors='replace')}")
+        raise AssertionError(
+            f"child still running after {timeout}s (hang guard):\n{err.decode(errors='replace')}"
+        ) from None
     return out.decode(errors="replace"), err.decode(errors="replace")
 
 
@@ -113,10 +115,15 @@ def kill_child(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
+def _strict(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
 def read_jsonl(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], bytes]:
     """(every complete line parsed as JSON, the torn tail after the last newline).
 
-    Fails the test if a complete line is not valid JSON.
+    Fails the test if a complete line is not valid (strict) JSON: bare ``NaN`` or
+    ``Infinity`` tokens are refused.
     """
     try:
         raw = Path(path).read_bytes()
@@ -126,7 +133,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], byte
     parsed = []
     for number, line in enumerate(lines):
         try:
-            parsed.append(json.loads(line))
+            parsed.append(json.loads(line, parse_constant=_strict))
         except ValueError as exc:
             raise AssertionError(f"{path}: line {number} is not valid JSON ({exc}): {line[:200]!r}") from exc
     return parsed, tail
@@ -153,3 +160,11 @@ def last_json(text: str) -> Any:
     lines = [line for line in text.splitlines() if line.strip()]
     assert lines, "child printed nothing"
     return json.loads(lines[-1])
+
+
+def send_line(proc: subprocess.Popen[bytes], line: bytes = b"go\n") -> None:
+    """Write one line to a child's stdin and close it (communicate() may follow)."""
+    assert proc.stdin is not None
+    proc.stdin.write(line)
+    proc.stdin.close()
+    proc.stdin = None

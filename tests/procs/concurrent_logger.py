@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from ml_dash import Experiment
 
@@ -43,6 +44,8 @@ def main() -> None:
             exp.log(f"w{w} {i}", metadata={"w": w, "i": i})
         if i < args.tracks:
             track.append(**{field: i})
+        if i % 256 == 255:
+            time.sleep(0.001)  # spread the writes out so the writers really interleave
     report = exp.run.complete()
     assert report is not None
     print(json.dumps({"ok": report.ok, "report": str(report)}), flush=True)

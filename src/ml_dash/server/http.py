@@ -7,6 +7,7 @@ errors, FastAPI's parameter validation, Starlette's 404/405, or the size guard.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import wire
-from ..errors import HTTP_STATUS, BadRequestError, MLDashError, TooLargeError, UnauthorizedError
+from ..errors import HTTP_STATUS, BadRequestError, MLDashError, StorageError, TooLargeError, UnauthorizedError
 from ..stores.base import Store
 from .auth import TokenStore
 from .validate import Access
@@ -35,6 +36,9 @@ _encode = msgspec.json.Encoder().encode
 # other validation error (missing, unparsable, wrong type) is a 400.
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"})
 OPEN_ACCESS = Access(None)
+# A name whose path runs into one of the store's files (".lock", "logs.jsonl", ...):
+# bad input, not trouble with the disk.
+_CLASH_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.EISDIR})
 
 
 class MsgspecResponse(JSONResponse):
@@ -54,8 +58,23 @@ def error_response(
     return MsgspecResponse({"code": code, "message": message}, status_code=status, headers=headers)
 
 
+def _name_clash(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or what caused it) says a path ran into a file or folder of the store."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _CLASH_ERRNOS:
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _clash_response() -> Response:
+    return error_response("invalid_name", "a name in this request collides with a file or folder the store keeps")
+
+
 def _on_mldash_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MLDashError)
+    if isinstance(exc, StorageError) and _name_clash(exc):
+        return _clash_response()
     if HTTP_STATUS.get(exc.code, 500) >= 500:
         log.error("%s: %s", exc.code, exc.message)
     return error_response(exc.code, exc.message)
@@ -96,6 +115,8 @@ def _on_recursion_error(_request: Request, _exc: Exception) -> Response:
 
 
 def _on_os_error(_request: Request, exc: Exception) -> Response:
+    if _name_clash(exc):
+        return _clash_response()
     log.error("storage error: %s", exc)
     return error_response("storage_error", f"the store cannot read or write now: {exc.__class__.__name__}")
 

@@ -18,6 +18,7 @@ import gc
 import os
 import re
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,6 +34,28 @@ _decode_lines = msgspec.json.Decoder().decode_lines
 # line), so it can be found without parsing; inside JSON strings quotes are escaped,
 # so user data cannot look like this.
 _BATCH_ID = re.compile(rb'^\{(?:"(?:index|sequenceNumber)":(\d+),)?"_?batchId":"([^"\\]*)"', re.M)
+
+
+LOCK_TIMEOUT = 2.0
+
+
+def lock_file(fd: int, path: str, timeout: float = LOCK_TIMEOUT) -> None:
+    """Take an exclusive ``flock`` on ``fd``, or raise StorageError after ``timeout``.
+
+    Another process may hold the lock for ever (stopped, hung on NFS): waiting without
+    a bound would stall the writer and, through it, close.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise StorageError(f"{path} is locked by another process (waited {timeout:.1f} s)") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 def _pread_all(fd: int, size: int, offset: int) -> bytes:
@@ -119,10 +142,15 @@ class LockedAppender:
                     raise StorageError(f"cannot fsync {self.path}: {exc}") from exc
 
     def close(self) -> None:
-        with self._lock:
+        """Close the file; gives up (leaving it open) if an append is stuck holding it."""
+        if not self._lock.acquire(timeout=0.5):
+            return
+        try:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+        finally:
+            self._lock.release()
 
     def append(self, encode: Callable[[int], tuple[bytes, int]], batch_id: str | None = None) -> tuple[int, int]:
         """Append what ``encode(first_counter)`` returns; return (first_counter, count).
@@ -136,7 +164,9 @@ class LockedAppender:
         with self._lock:
             try:
                 fd = self._open()
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                lock_file(fd, self.path)
+            except StorageError:
+                raise
             except OSError as exc:
                 raise StorageError(f"cannot open {self.path} for appending: {exc}") from exc
             try:

@@ -17,7 +17,6 @@ processes may write one experiment at once.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import threading
@@ -41,7 +40,7 @@ from ..records import (
 )
 from ..values import find_nonfinite, restore_nonfinite
 from . import codec
-from .jsonl import LineReader, LockedAppender, counter_of, decode_block
+from .jsonl import LineReader, LockedAppender, counter_of, decode_block, lock_file
 
 _DATA = "data.jsonl"
 _BATCH_LINE = re.compile(rb'^\{"index":(\d+),"batchId":', re.M)
@@ -165,7 +164,7 @@ class LocalStore:
         except OSError as exc:
             raise StorageError(f"cannot lock {folder}: {exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            lock_file(fd, os.path.join(folder, ".lock"))
             yield
         finally:
             os.close(fd)
