@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow lint types check bench bench-quick clean
+.PHONY: install run test test-slow lint types check bench bench-quick serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench: install            ## full benchmarks; figures go in BENCHMARKS.md
 
 bench-quick: install      ## a small smoke run of the benchmarks
 	$(BIN)/python benchmarks/bench_local.py --quick
+
+serve: install            ## serve the local .dash folder on http://127.0.0.1:8000
+	$(BIN)/ml-dash serve
 
 clean:
 	rm -rf $(VENV) .dash .pytest_cache .mypy_cache .ruff_cache

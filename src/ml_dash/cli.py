@@ -156,6 +156,17 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from .stores.remote import sync_spools
+
+    root = args.root or os.environ.get("ML_DASH_ROOT") or ".dash"
+    spool_root = os.path.join(root, ".spool")
+    api_key = args.api_key or os.environ.get("ML_DASH_API_KEY")
+    sent, rejected, left = sync_spools(spool_root, api_key=api_key, url=args.url, timeout=args.timeout)
+    print(f"sent {sent} requests; {rejected} refused by the server (kept in rejected/); {left} still waiting")
+    return 0 if left == 0 else 1
+
+
 def _add_server_commands(commands: Any) -> None:
     """``serve`` and ``token create|list|revoke``."""
     root_help = "the dash root folder (default: $ML_DASH_ROOT or .dash)"
@@ -222,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_logs)
+
+    p = commands.add_parser("sync", help="send what past remote runs left in the spool (<root>/.spool)")
+    p.add_argument("--url", help="send to this server instead of the one each request was made for")
+    p.add_argument("--api-key", help="token to send with (default: $ML_DASH_API_KEY)")
+    p.add_argument("--timeout", type=float, default=60.0, help="give up on a server that does not answer (s)")
+    p.set_defaults(run=_cmd_sync)
 
     _add_server_commands(commands)
     return parser

@@ -17,7 +17,9 @@ MAX_SEGMENT_BYTES = 255  # what ext4, xfs, btrfs and APFS allow for one file nam
 MAX_NAME = 512
 # File names the store keeps inside stream folders; a segment with one of these names
 # would collide with the store's own files.
-RESERVED = frozenset({"data.jsonl", "metadata.json", "parameters.json", "experiment.json"})
+RESERVED = frozenset(
+    {"data.jsonl", "metadata.json", "parameters.json", "experiment.json", "logs.jsonl", ".lock", ".spool", ".ml-dash"}
+)
 _FORBIDDEN_CHARS = frozenset('\\:*?"<>|')
 
 
@@ -37,7 +39,7 @@ def _check_segment(segment: str, what: str, name: str) -> None:
             f"{what} {name[:40]!r}...: segment is {len(segment.encode('utf-8', 'surrogatepass'))} bytes in UTF-8, "
             f"over the file-name limit of {MAX_SEGMENT_BYTES}"
         )
-    if segment in RESERVED or segment.startswith(".tmp"):
+    if segment in RESERVED or segment.startswith(".tmp") or segment.endswith(".torn"):
         raise InvalidNameError(f"{what} {name!r}: segment {segment!r} is a name the store uses itself")
     for ch in segment:
         if ord(ch) < 32 or ord(ch) == 127 or ch in _FORBIDDEN_CHARS:

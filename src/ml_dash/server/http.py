@@ -39,6 +39,10 @@ OPEN_ACCESS = Access(None)
 # A name whose path runs into one of the store's files (".lock", "logs.jsonl", ...):
 # bad input, not trouble with the disk.
 _CLASH_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.EISDIR})
+_SERVER_SIDE = {
+    "storage_error": "the store cannot read or write now; retry later (details are in the server log)",
+    "error": "the server failed on this request (a bug; details are in the server log)",
+}
 
 
 class MsgspecResponse(JSONResponse):
@@ -76,7 +80,9 @@ def _on_mldash_error(_request: Request, exc: Exception) -> Response:
     if isinstance(exc, StorageError) and _name_clash(exc):
         return _clash_response()
     if HTTP_STATUS.get(exc.code, 500) >= 500:
+        # The details (paths on the server's disk) go to the log, not to the client.
         log.error("%s: %s", exc.code, exc.message)
+        return error_response(exc.code, _SERVER_SIDE.get(exc.code, _SERVER_SIDE["error"]))
     return error_response(exc.code, exc.message)
 
 
@@ -117,8 +123,13 @@ def _on_recursion_error(_request: Request, _exc: Exception) -> Response:
 def _on_os_error(_request: Request, exc: Exception) -> Response:
     if _name_clash(exc):
         return _clash_response()
-    log.error("storage error: %s", exc)
-    return error_response("storage_error", f"the store cannot read or write now: {exc.__class__.__name__}")
+    log.error("storage_error: %s", exc)
+    return error_response("storage_error", _SERVER_SIDE["storage_error"])
+
+
+def _on_bug(_request: Request, exc: Exception) -> Response:
+    # Starlette logs the traceback and re-raises after this answer is sent.
+    return error_response("error", _SERVER_SIDE["error"])
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -128,6 +139,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RecursionError, _on_recursion_error)
     app.add_exception_handler(OSError, _on_os_error)
+    app.add_exception_handler(Exception, _on_bug)
 
 
 def host_of(header: str) -> str:

@@ -26,7 +26,7 @@ from .auth import check_owner
 # The latest time ``datetime`` can show (9999-12-31T23:59:59Z): stores write
 # experiment and log times as ISO text.
 MAX_TIME = 253_402_300_799.0
-_TRACK_RESERVED = RESERVED_FIELDS | {"_batchId"}
+_TRACK_RESERVED = RESERVED_FIELDS  # timestamp, _nonFinite, _batchId: the store's own keys
 
 
 class Access:

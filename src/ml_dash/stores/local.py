@@ -73,7 +73,7 @@ def read_json(path: str) -> Any:
     try:
         with open(path, "rb") as fh:
             return msgspec.json.decode(fh.read())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except msgspec.DecodeError as exc:
         raise StorageError(f"{path} is not valid JSON: {exc}") from exc
@@ -188,6 +188,8 @@ class LocalStore:
 
     def update_experiment(self, prefix: str, **changes: Any) -> ExperimentInfo:
         path = os.path.join(self.experiment_dir(prefix), "experiment.json")
+        if not os.path.isfile(path):  # do not create folders for an experiment that does not exist
+            raise NotFoundError(f"no experiment {prefix!r} under {self.root}")
         with self._folder_lock(prefix):
             existing = read_json(path)
             if not isinstance(existing, dict):
@@ -433,8 +435,10 @@ class LocalStore:
         if not entries:
             return 0
         appender = self._appender(self._stream_file(prefix, "tracks", topic), None)
-        appender.append(lambda _first: (codec.encode_track_lines(entries, batch_id), 0), batch_id)
-        return len(entries)
+        _, written = appender.append(
+            lambda _first: (codec.encode_track_lines(entries, batch_id), len(entries)), batch_id
+        )
+        return written
 
     def _track_lines(self, prefix: str, topic: str) -> list[dict[str, Any]]:
         path = self._stream_file(prefix, "tracks", topic)
