@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from remote.support import ServerProcess
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -22,28 +24,42 @@ def _expected_prints(code: str) -> list[str]:
     return [m.group(1).strip() for m in re.finditer(r"^\s*print\(.*\)\s+# (.+)$", code, flags=re.M)]
 
 
+README_URL = "http://127.0.0.1:8000"
+
+
 def test_readme_python_examples_run_and_print_what_they_claim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     blocks = _blocks("python")
     assert blocks, "README has no python examples"
-    for code in blocks:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
-        printed = out.getvalue().strip().splitlines()
-        assert printed == _expected_prints(code)
+    server = ServerProcess(tmp_path / "server-root")
+    if any(README_URL in code for code in blocks):
+        server.start()
+    try:
+        for code in blocks:
+            _run_block(code.replace(README_URL, server.url))
+    finally:
+        server.stop()
+
+
+def _run_block(code: str) -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
+    printed = out.getvalue().strip().splitlines()
+    assert printed == _expected_prints(code)
 
 
 def test_readme_cli_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     for code in _blocks("python"):
-        with contextlib.redirect_stdout(io.StringIO()):
-            exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
+        if README_URL not in code:
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
     commands = [
         line.split("#")[0].strip()
         for block in _blocks("sh")
         for line in block.splitlines()
-        if line.startswith("ml-dash ")
+        if line.startswith("ml-dash ") and not line.startswith("ml-dash serve")
     ]
     assert len(commands) >= 4
     for command in commands:
