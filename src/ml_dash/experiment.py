@@ -14,11 +14,11 @@ from .logs import Logs, echo_default
 from .metrics import MetricsManager
 from .names import parse_prefix
 from .params import Params
-from .records import ExperimentInfo
+from .records import ExperimentInfo, merge_track_entries
 from .stores.hybrid import HybridStore
 from .stores.local import LocalStore
 from .stores.remote import RemoteStore
-from .tracks import TracksManager, merge_same_time
+from .tracks import TracksManager
 from .values import check_text, normalize
 from .writer import Batch, Channel, CloseReport, Writer
 
@@ -251,7 +251,7 @@ class Experiment:
             send = lambda batch: self._store.append_metrics(self.prefix, name, batch, batch.id)  # noqa: E731
         else:
             send = lambda batch: self._store.append_tracks(  # noqa: E731
-                self.prefix, name, merge_same_time(batch), batch.id
+                self.prefix, name, merge_track_entries(batch), batch.id
             )
         return self._writer.channel(kind, name, send)
 

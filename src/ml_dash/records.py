@@ -11,6 +11,7 @@ one append per point.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, TypedDict
 
@@ -85,6 +86,25 @@ class MetricStats(TypedDict):
     totalDataPoints: int
     firstDataAt: float | None
     lastDataAt: float | None
+
+
+def merge_track_entries(
+    entries: Iterable[dict[str, Any]], columns: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Track entries in time order -> one entry per timestamp (later fields win).
+
+    With ``columns``, each entry keeps only ``timestamp`` and those fields.
+    """
+    merged: list[dict[str, Any]] = []
+    for entry in entries:
+        if merged and merged[-1].get("timestamp") == entry.get("timestamp"):
+            merged[-1].update(entry)
+        else:
+            merged.append(dict(entry))
+    if columns is not None:
+        wanted = ["timestamp", *columns]
+        merged = [{k: e[k] for k in wanted if k in e} for e in merged]
+    return merged
 
 
 class LogQuery(TypedDict, total=False):

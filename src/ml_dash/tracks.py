@@ -107,17 +107,6 @@ class TrackStream:
         return self
 
 
-def merge_same_time(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge neighbouring entries that share a timestamp (later fields win)."""
-    merged: list[dict[str, Any]] = []
-    for entry in entries:
-        if merged and merged[-1]["timestamp"] == entry["timestamp"]:
-            merged[-1] = {**merged[-1], **entry}
-        else:
-            merged.append(entry)
-    return merged
-
-
 class TracksManager:
     """``exp.tracks``: call it with a topic to get a stream."""
 

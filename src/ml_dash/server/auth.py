@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ..errors import InvalidNameError, NotFoundError, StorageError
+from ..fileio import atomic_write_bytes
 from ..names import validate_name
 
 TOKEN_DIR = ".ml-dash"
@@ -122,22 +123,8 @@ class FileTokenStore:
             raise StorageError(f"cannot read tokens from {self.path}: {exc}") from exc
 
     def _write(self, doc: _TokenFile) -> None:
-        tmp = f"{self.path}.tmp-{os.getpid()}-{threading.get_ident()}"
         data = msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise StorageError(f"cannot write tokens to {self.path}: {exc}") from exc
+        atomic_write_bytes(self.path, data, mode=0o600)
 
     @contextmanager
     def _changing(self) -> Iterator[_TokenFile]:

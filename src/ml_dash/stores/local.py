@@ -17,6 +17,7 @@ processes may write one experiment at once.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -28,6 +29,7 @@ from typing import Any
 import msgspec
 
 from ..errors import InvalidValueError, NotFoundError, StorageError
+from ..fileio import atomic_write_bytes
 from ..names import parse_prefix
 from ..records import (
     ExperimentInfo,
@@ -37,6 +39,7 @@ from ..records import (
     MetricPage,
     MetricStats,
     ParamsDoc,
+    merge_track_entries,
 )
 from ..values import find_nonfinite, restore_nonfinite
 from . import codec
@@ -48,24 +51,15 @@ _BATCH_LINE = re.compile(rb'^\{"index":(\d+),"batchId":', re.M)
 
 def atomic_write_json(path: str, value: Any) -> None:
     """Replace ``path`` with ``value`` as JSON: temp file, fsync, rename."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{threading.get_ident()}-{os.path.basename(path)}")
     try:
         data = msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise StorageError(f"cannot write {path}: {exc}") from exc
     except (TypeError, UnicodeEncodeError, msgspec.EncodeError) as exc:
         raise InvalidValueError(f"cannot store {os.path.basename(path)}: {exc}") from exc
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc}") from exc
+    atomic_write_bytes(path, data)
 
 
 def read_json(path: str) -> Any:
@@ -465,21 +459,9 @@ class LocalStore:
     ) -> list[dict[str, Any]]:
         lines = self._track_lines(prefix, topic)
         lines.sort(key=lambda e: e.get("timestamp", 0.0))  # stable: appends keep their order
-        merged: list[dict[str, Any]] = []
-        for entry in lines:
-            ts = entry.get("timestamp", 0.0)
-            if start_timestamp is not None and ts < start_timestamp:
-                continue
-            if end_timestamp is not None and ts > end_timestamp:
-                continue
-            if merged and merged[-1]["timestamp"] == ts:
-                merged[-1].update(entry)
-            else:
-                merged.append(entry)
-        if columns is not None:
-            wanted = ["timestamp", *columns]
-            merged = [{k: e[k] for k in wanted if k in e} for e in merged]
-        return merged
+        lo = -math.inf if start_timestamp is None else start_timestamp
+        hi = math.inf if end_timestamp is None else end_timestamp
+        return merge_track_entries((e for e in lines if lo <= e.get("timestamp", 0.0) <= hi), columns)
 
     def track_info(self, prefix: str, topic: str) -> dict[str, Any]:
         entries = self.read_tracks(prefix, topic)

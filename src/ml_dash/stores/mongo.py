@@ -37,7 +37,16 @@ from pymongo import MongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from ..errors import InvalidValueError, NotFoundError, StorageError
-from ..records import ExperimentInfo, LogPage, LogQuery, LogRecord, MetricPage, MetricStats, ParamsDoc
+from ..records import (
+    ExperimentInfo,
+    LogPage,
+    LogQuery,
+    LogRecord,
+    MetricPage,
+    MetricStats,
+    ParamsDoc,
+    merge_track_entries,
+)
 from . import mongo_docs as docs
 from .mongo_batches import BatchLedger
 from .mongo_metrics import MetricTier, stream_id
@@ -338,17 +347,8 @@ class MongoStore:
         span = _span(start_timestamp, end_timestamp)
         if span:
             where["timestamp"] = span
-        merged: list[dict[str, Any]] = []
-        for doc in self.tracks.find(where, {"entry": 1}).sort([("timestamp", 1), ("o", 1)]):
-            entry = docs.track_from_doc(doc)
-            if merged and merged[-1].get("timestamp") == entry.get("timestamp"):
-                merged[-1].update(entry)
-            else:
-                merged.append(entry)
-        if columns is not None:
-            wanted = ["timestamp", *columns]
-            merged = [{k: e[k] for k in wanted if k in e} for e in merged]
-        return merged
+        found = self.tracks.find(where, {"entry": 1}).sort([("timestamp", 1), ("o", 1)])
+        return merge_track_entries((docs.track_from_doc(doc) for doc in found), columns)
 
     def _track_info(self, prefix: str, topic: str) -> dict[str, Any]:
         where = {"exp": prefix, "topic": topic}
