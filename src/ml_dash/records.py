@@ -21,6 +21,21 @@ STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
+class FirstIndex(int):
+    """What a batch append returns: the index (or sequence number) of its first record.
+
+    ``duplicate`` is True when the store had this batch id already and stored nothing
+    new (the value is then the index the batch got the first time).
+    """
+
+    duplicate: bool
+
+    def __new__(cls, value: int, duplicate: bool = False) -> FirstIndex:
+        made = super().__new__(cls, value)
+        made.duplicate = duplicate
+        return made
+
+
 @dataclass(frozen=True)
 class ExperimentInfo:
     """What is known about one experiment (``experiment.json`` locally)."""

@@ -53,11 +53,8 @@ def _append_metrics(store: Store, target: Prefix, name: str, raw: bytes) -> dict
     appended = decode(raw, wire.MetricsAppendBody)
     batch_id = wire.check_batch_id(appended.batch_id)
     points = metric_points(name, restore("points", appended.points, appended.non_finite))
-    # A new batch gets a first index >= the count before it; a stored one keeps its
-    # original, smaller index. (A resend racing its own first send reads as new.)
-    before = store.metric_stats(target.path, name)["totalDataPoints"] if points else 0
     first = store.append_metrics(target.path, name, points, batch_id=batch_id)
-    return {"firstIndex": first, "count": len(points), "duplicate": bool(points) and first < before}
+    return {"firstIndex": int(first), "count": len(points), "duplicate": bool(getattr(first, "duplicate", False))}
 
 
 @router.post(
@@ -125,9 +122,8 @@ def _append_logs(store: Store, target: Prefix, raw: bytes) -> dict[str, Any]:
     wire.check_items("records", appended.records)
     items = [{"ts": r.ts, "level": r.level, "message": r.message, "metadata": r.metadata} for r in appended.records]
     records = log_records(restore("records", items, appended.non_finite))
-    before = store.query_logs(target.path, {"limit": 0})["total"] if records else 0
     first = store.append_logs(target.path, records, batch_id=batch_id)
-    return {"firstSequence": first, "count": len(records), "duplicate": bool(records) and first < before}
+    return {"firstSequence": int(first), "count": len(records), "duplicate": bool(getattr(first, "duplicate", False))}
 
 
 @router.post("/logs/append", openapi_extra=body(wire.LogsAppendBody), responses=answers(LogsAppended, 403, 422))

@@ -33,6 +33,7 @@ from ..fileio import atomic_write_bytes
 from ..names import parse_prefix
 from ..records import (
     ExperimentInfo,
+    FirstIndex,
     LogPage,
     LogQuery,
     LogRecord,
@@ -263,10 +264,10 @@ class LocalStore:
         if not points:
             return -1
         appender = self._appender(self._stream_file(prefix, "metrics", name), "index")
-        first, _ = appender.append(
+        first, used = appender.append(
             lambda first: (codec.encode_metric_lines(points, first, batch_id), len(points)), batch_id
         )
-        return first
+        return FirstIndex(first, duplicate=used == 0)
 
     def _decode_metric_block(self, block: bytes, path: str) -> list[dict[str, Any]]:
         lines = decode_block(block, path)
@@ -366,10 +367,10 @@ class LocalStore:
         if not records:
             return -1
         appender = self._appender(self._logs_file(prefix), "sequenceNumber")
-        first, _ = appender.append(
+        first, used = appender.append(
             lambda first: (codec.encode_log_lines(records, first, batch_id), len(records)), batch_id
         )
-        return first
+        return FirstIndex(first, duplicate=used == 0)
 
     def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
         offset = int(query.get("offset", 0))

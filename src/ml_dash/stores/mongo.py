@@ -39,6 +39,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from ..errors import InvalidValueError, NotFoundError, StorageError
 from ..records import (
     ExperimentInfo,
+    FirstIndex,
     LogPage,
     LogQuery,
     LogRecord,
@@ -290,9 +291,9 @@ class MongoStore:
             return -1
         log_id = "logs:" + stream_id(prefix, "")
         docs.log_docs(prefix, log_id, records, 0)  # raises InvalidValueError before a number is taken
-        first = self.ledger.reserve(log_id, len(records), batch_id, {"kind": "logs", "exp": prefix}).first
-        self._insert_new(self.logs, docs.log_docs(prefix, log_id, records, first))
-        return first
+        reserved = self.ledger.reserve(log_id, len(records), batch_id, {"kind": "logs", "exp": prefix})
+        self._insert_new(self.logs, docs.log_docs(prefix, log_id, records, reserved.first))
+        return FirstIndex(reserved.first, duplicate=reserved.counter is None)
 
     @_guarded
     def query_logs(self, prefix: str, query: LogQuery) -> LogPage:

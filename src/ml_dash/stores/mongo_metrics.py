@@ -45,7 +45,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import InvalidValueError, StorageError
-from ..records import MetricPage, MetricStats
+from ..records import FirstIndex, MetricPage, MetricStats
 from . import chunk_codec, codec
 from .jsonl import decode_block
 from .mongo_batches import BatchLedger
@@ -105,7 +105,7 @@ class MetricTier:
         lines = codec.encode_metric_lines(points, reserved.first)
         self._write_blocks(sid, reserved.first, lines.split(b"\n")[:-1], int(counter.get("cold", 0)))
         self._move_when_due(prefix, name, counter)
-        return reserved.first
+        return FirstIndex(reserved.first, duplicate=reserved.counter is None)
 
     def _write_blocks(self, sid: str, first: int, lines: list[bytes], cold: int) -> None:
         size = self.bucket_size

@@ -24,7 +24,7 @@ import httpx
 import msgspec
 
 from ..errors import ERRORS_BY_CODE, MLDashError, StorageError
-from ..records import ExperimentInfo, LogPage, LogQuery, LogRecord, MetricPage, MetricStats, ParamsDoc
+from ..records import ExperimentInfo, FirstIndex, LogPage, LogQuery, LogRecord, MetricPage, MetricStats, ParamsDoc
 from ..spool import Spool, SpooledRequest
 from ..wire import attach_nonfinite, info_to_body, restore_body
 
@@ -275,7 +275,7 @@ class RemoteStore:
     def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None) -> int:
         body = _json_body({"batchId": batch_id or _fresh_id(), "points": list(points)}, "points")
         answer = self._write("POST", "/api/v1/metrics/append", {"prefix": prefix, "name": name}, body)
-        return int(answer["firstIndex"]) if answer is not None else -1
+        return FirstIndex(answer["firstIndex"], bool(answer.get("duplicate"))) if answer is not None else -1
 
     def read_metrics(self, prefix: str, name: str, start_index: int = 0, limit: int = 1000) -> MetricPage:
         body = self._get("/api/v1/metrics/read",
@@ -292,7 +292,7 @@ class RemoteStore:
         items = [{"ts": r.ts, "level": r.level, "message": r.message, "metadata": r.metadata} for r in records]
         body = _json_body({"batchId": batch_id or _fresh_id(), "records": items}, "records")
         answer = self._write("POST", "/api/v1/logs/append", {"prefix": prefix}, body)
-        return int(answer["firstSequence"]) if answer is not None else -1
+        return FirstIndex(answer["firstSequence"], bool(answer.get("duplicate"))) if answer is not None else -1
 
     def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
         params: dict[str, Any] = {"prefix": prefix}
