@@ -110,29 +110,78 @@ def _root_folder(args: argparse.Namespace) -> str:
     return str(args.root or os.environ.get("ML_DASH_ROOT") or ".dash")
 
 
+def _mongo_settings(args: argparse.Namespace) -> Any:
+    """The MongoSettings the command line and environment ask for, or None for the folder backend.
+
+    The command line wins over the environment: an explicit ``--root`` alone serves the
+    folder even when ``ML_DASH_MONGO_URI`` is set; ``--root`` with ``--mongo`` is an error.
+    """
+    from .errors import InvalidValueError
+    from .server.mongo_backend import MongoSettings
+
+    uri = getattr(args, "mongo", None)
+    if args.root is not None:
+        given = [f"--{n.replace('_', '-')}" for n in ("mongo", "s3", "s3_endpoint", "chunk_size") if hasattr(args, n)]
+        if given:
+            raise InvalidValueError(f"--root serves a folder; {', '.join(given)} are for the MongoDB backend: "
+                                    "give one or the other")
+        return None
+    return MongoSettings.from_options(
+        uri,
+        getattr(args, "mongo_db", None),
+        getattr(args, "s3", None),
+        getattr(args, "s3_endpoint", None),
+        getattr(args, "chunk_size", None),
+    )
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
-    serve.run(serve.plan(args.root, args.host, args.port, args.auth, args.insecure, args.max_body))
+    mongo = _mongo_settings(args)
+    serve.run(serve.plan(args.root, args.host, args.port, args.auth, args.insecure, args.max_body, mongo))
     return 0
 
 
-def _cmd_token_create(args: argparse.Namespace) -> int:
-    from .server.auth import FileTokenStore
+class _Tokens:
+    """The token store a ``token`` command works on (a folder's file, or MongoDB), closed on exit."""
 
-    tokens = FileTokenStore(_root_folder(args))
-    token = tokens.create(args.owner)
+    def __init__(self, args: argparse.Namespace) -> None:
+        from .server.auth import FileTokenStore, TokenStore
+
+        mongo = _mongo_settings(args)
+        self.store: TokenStore
+        if mongo is None:
+            files = FileTokenStore(_root_folder(args))
+            self.store, self.where = files, files.path
+        else:
+            tokens = mongo.open_tokens()
+            self.store, self.where = tokens, tokens.where
+
+    def __enter__(self) -> _Tokens:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
+
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    with _Tokens(args) as tokens:
+        token = tokens.store.create(args.owner)
     print(token)
-    print(f"ml-dash: token for {args.owner!r} stored in {tokens.path}; this is the only time it is shown",
+    print(f"ml-dash: token for {args.owner!r} stored in {tokens.where}; this is the only time it is shown",
           file=sys.stderr)
     return 0
 
 
 def _cmd_token_list(args: argparse.Namespace) -> int:
-    from .server.auth import FileTokenStore, describe
+    from .server.auth import describe
     from .stores.codec import iso_utc
 
-    records = FileTokenStore(_root_folder(args)).list()
+    with _Tokens(args) as tokens:
+        records = tokens.store.list()
     if args.json:
         for record in records:
             _print_json(describe(record))
@@ -149,9 +198,8 @@ def _cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_revoke(args: argparse.Namespace) -> int:
-    from .server.auth import FileTokenStore
-
-    FileTokenStore(_root_folder(args)).revoke(args.id)
+    with _Tokens(args) as tokens:
+        tokens.store.revoke(args.id)
     print(f"revoked token {args.id}")
     return 0
 
@@ -167,17 +215,36 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return 0 if left == 0 else 1
 
 
+def _add_mongo_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mongo", metavar="URI", default=argparse.SUPPRESS,
+                   help="use the MongoDB backend at this mongodb:// URI (default: $ML_DASH_MONGO_URI)")
+    p.add_argument("--mongo-db", metavar="NAME", default=argparse.SUPPRESS,
+                   help="the database (default: $ML_DASH_MONGO_DB, else the URI's, else ml_dash)")
+
+
 def _add_server_commands(commands: Any) -> None:
     """``serve`` and ``token create|list|revoke``."""
     root_help = "the dash root folder (default: $ML_DASH_ROOT or .dash)"
     p = commands.add_parser(
         "serve",
-        help="serve a dash root over HTTP (the ML-Dash server)",
-        description="Serve the experiments of a dash root folder over the ML-Dash HTTP API. The folder backend "
-        "is single-server: run one server process per folder. On a loopback address auth is off unless --auth; "
-        "on any other address auth is on unless --insecure.",
+        help="serve a dash root, or MongoDB + S3, over HTTP (the ML-Dash server)",
+        description="Serve experiments over the ML-Dash HTTP API, from a dash root folder (the default) or "
+        "from MongoDB plus an S3 bucket (--mongo, --s3). The folder backend is single-server: run one server "
+        "process per folder. With the MongoDB backend everything, tokens included, lives in the database and "
+        "the bucket, so several server processes may share them (give each the same --chunk-size). On a "
+        "loopback address auth is off unless --auth; on any other address auth is on unless --insecure.",
     )
     p.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
+    _add_mongo_options(p)
+    p.add_argument("--s3", metavar="s3://BUCKET[/PREFIX]", default=argparse.SUPPRESS,
+                   help="with --mongo: move full metric chunks to this bucket (default: $ML_DASH_S3; "
+                   "without it every point stays in MongoDB)")
+    p.add_argument("--s3-endpoint", metavar="URL", default=argparse.SUPPRESS,
+                   help="an S3-compatible endpoint instead of AWS (default: $ML_DASH_S3_ENDPOINT); "
+                   "credentials come from the usual AWS_* variables or files")
+    p.add_argument("--chunk-size", type=int, metavar="N", default=argparse.SUPPRESS,
+                   help="points per S3 chunk (default: 10000; 1..1000 or a multiple of 1000); every server "
+                   "on one database must use the same")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     p.add_argument("--auth", action="store_true", help="require tokens even on a loopback address")
@@ -186,19 +253,27 @@ def _add_server_commands(commands: Any) -> None:
                    help="largest request body accepted (default: 64 MiB)")
     p.set_defaults(run=_cmd_serve)
 
-    p = commands.add_parser("token", help="create, list and revoke server tokens")
+    p = commands.add_parser(
+        "token",
+        help="create, list and revoke server tokens",
+        description="Tokens live beside the data: in <root>/.ml-dash/tokens.json for the folder backend, in the "
+        "`tokens` collection with --mongo (or $ML_DASH_MONGO_URI). Only their SHA-256 hashes are stored.",
+    )
     actions = p.add_subparsers(dest="token_command", required=True)
     a = actions.add_parser("create", help="create a token for an owner and print it (shown only once)")
     a.add_argument("--owner", required=True, help="the owner (first prefix segment) the token may use")
     a.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
+    _add_mongo_options(a)
     a.set_defaults(run=_cmd_token_create)
     a = actions.add_parser("list", help="list tokens: id, owner, created, revoked (never the secret)")
     a.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
+    _add_mongo_options(a)
     a.add_argument("--json", action="store_true", help="one JSON object per line")
     a.set_defaults(run=_cmd_token_list)
     a = actions.add_parser("revoke", help="revoke a token by its id")
     a.add_argument("id", help="the token id (as `token list` shows it)")
     a.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
+    _add_mongo_options(a)
     a.set_defaults(run=_cmd_token_revoke)
 
 

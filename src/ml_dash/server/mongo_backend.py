@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote
 
 from ..errors import InvalidValueError, StorageError
@@ -133,8 +133,10 @@ class MongoSettings:
 
     def open_store(self) -> MongoStore:
         """A MongoStore on these settings (connects lazily; needs the ``mongo`` extra)."""
-        from ..stores.mongo import MongoStore
-
+        try:
+            from ..stores.mongo import MongoStore
+        except ImportError as exc:
+            raise _without_extra(exc) from exc
         return MongoStore(
             self.uri,
             self.database,
@@ -147,14 +149,23 @@ class MongoSettings:
 
     def open_tokens(self, store: MongoStore | None = None) -> MongoTokenStore:
         """The token store in this database (sharing ``store``'s connections when given)."""
-        from .mongo_auth import MongoTokenStore
-
+        try:
+            from .mongo_auth import MongoTokenStore
+        except ImportError as exc:
+            raise _without_extra(exc) from exc
         if store is not None:
             return MongoTokenStore(store.db)
         return MongoTokenStore.connect(self.uri, self.database)
 
 
-def check_backend(settings: MongoSettings, store: MongoStore) -> list[str]:
+class BackendCheck(NamedTuple):
+    """What :func:`check_backend` found."""
+
+    warnings: list[str]
+    reachable: bool  # MongoDB answered
+
+
+def check_backend(settings: MongoSettings, store: MongoStore) -> BackendCheck:
     """Look at MongoDB and the bucket before serving; returns warnings to print.
 
     An unreachable MongoDB or bucket is only a warning (requests answer 503, chunk
@@ -164,6 +175,7 @@ def check_backend(settings: MongoSettings, store: MongoStore) -> list[str]:
     from pymongo.errors import DuplicateKeyError, PyMongoError
 
     warnings: list[str] = []
+    reachable = True
     layout: dict[str, Any] = {"_id": LAYOUT_ID, "chunkSize": settings.chunk_size,
                               "bucketSize": store.metric_tier.bucket_size}
     try:
@@ -179,6 +191,7 @@ def check_backend(settings: MongoSettings, store: MongoStore) -> list[str]:
                     f"--chunk-size {found.get('chunkSize')}"
                 ) from None
     except PyMongoError as exc:
+        reachable = False
         warnings.append(f"warning: cannot reach MongoDB now ({type(exc).__name__}); requests answer 503 until it "
                         "answers, and the chunk size is not checked against the database")
     chunks = store.metric_tier.chunks
@@ -190,13 +203,14 @@ def check_backend(settings: MongoSettings, store: MongoStore) -> list[str]:
         except S3_ERRORS as exc:
             warnings.append(f"warning: S3 bucket {chunks.bucket!r} cannot be used now ({exc}); full metric chunks "
                             "stay in MongoDB until it can take them")
-    return warnings
+    return BackendCheck(warnings, reachable)
+
+
+def _without_extra(exc: ImportError) -> StorageError:
+    return StorageError(f"the MongoDB backend needs pymongo and boto3: pip install 'ml-dash[mongo]' ({exc})")
 
 
 def open_backend(settings: MongoSettings, auth: bool) -> tuple[MongoStore, MongoTokenStore | None]:
     """The store and (with ``auth``) the token store of ``settings``; StorageError without the extra."""
-    try:
-        store = settings.open_store()
-    except ImportError as exc:
-        raise StorageError(f"the MongoDB backend needs pymongo and boto3: pip install 'ml-dash[mongo]' ({exc})") from exc
+    store = settings.open_store()
     return store, settings.open_tokens(store) if auth else None

@@ -1,8 +1,10 @@
-"""``ml-dash serve``: run the server over a dash root folder with uvicorn.
+"""``ml-dash serve``: run the server with uvicorn, over a dash root folder or MongoDB + S3.
 
 Auth follows the address: on loopback it is off unless asked for; on any other
 address it is on, and only ``--insecure`` turns it off (with a loud warning). The
-folder backend is single-server: one server process per folder.
+folder backend is single-server: one server process per folder. The MongoDB backend
+(``mongo_backend``) keeps everything, tokens included, in the database and the bucket,
+so several server processes may share them.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ import ipaddress
 import os
 import sys
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from ..errors import StorageError
+from ..stores.base import Store
 from ..stores.local import LocalStore
 from .app import create_app
-from .auth import FileTokenStore
+from .auth import FileTokenStore, TokenStore
 from .http import DEFAULT_MAX_BODY
+from .mongo_backend import MULTI_SERVER, MongoSettings, check_backend, open_backend
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 SINGLE_SERVER = "the folder backend is single-server: run one `ml-dash serve` per folder"
@@ -42,6 +48,7 @@ class ServePlan:
     auth: bool
     max_body: int
     warning: str | None = None
+    mongo: MongoSettings | None = None  # None: the folder backend at ``root``
 
     @property
     def url(self) -> str:
@@ -57,46 +64,91 @@ class ServePlan:
 
 
 def plan(
-    root: str | None, host: str, port: int, auth: bool, insecure: bool, max_body: int = DEFAULT_MAX_BODY
+    root: str | None,
+    host: str,
+    port: int,
+    auth: bool,
+    insecure: bool,
+    max_body: int = DEFAULT_MAX_BODY,
+    mongo: MongoSettings | None = None,
 ) -> ServePlan:
-    """Decide root, auth and warnings from the command line (no side effects)."""
+    """Decide backend, auth and warnings from the command line (no side effects)."""
     folder = os.path.abspath(root or os.environ.get("ML_DASH_ROOT") or ".dash")
     if auth or (not is_loopback(host) and not insecure):
-        return ServePlan(folder, host, port, True, max_body)
+        return ServePlan(folder, host, port, True, max_body, mongo=mongo)
     warning = None
     if not is_loopback(host):
         warning = (
             f"WARNING: auth is OFF on {host}, a non-loopback address (--insecure): anyone who can reach "
             "this port can read and write every experiment. Use --auth and `ml-dash token create` instead."
         )
-    return ServePlan(folder, host, port, False, max_body, warning)
+    return ServePlan(folder, host, port, False, max_body, warning, mongo)
 
 
-def startup_lines(p: ServePlan, tokens: int) -> list[str]:
-    """The lines ``serve`` prints before it starts listening."""
-    lines = [f"ml-dash server: serving {p.root} at {p.url}"]
+def startup_lines(p: ServePlan, tokens: int | None) -> list[str]:
+    """The lines ``serve`` prints before it starts listening (``tokens`` None: count unknown)."""
+    served = p.mongo.describe() if p.mongo is not None else p.root
+    lines = [f"ml-dash server: serving {served} at {p.url}"]
     if p.auth:
         lines.append("auth: ON (send 'Authorization: Bearer <token>')")
         if tokens == 0:
-            lines.append(f"no tokens yet: create one with `ml-dash token create --owner NAME --root {p.root}`")
+            where = "--mongo URI --mongo-db " + p.mongo.database if p.mongo is not None else "--root " + p.root
+            lines.append(f"no tokens yet: create one with `ml-dash token create --owner NAME {where}`")
     else:
         lines.append("auth: OFF (loopback only; requests must be addressed to localhost; --auth turns it on)")
-    lines.append(f"note: {SINGLE_SERVER}")
+    lines.append(f"note: {MULTI_SERVER if p.mongo is not None else SINGLE_SERVER}")
     return lines
 
 
+class _Backend(NamedTuple):
+    store: Store
+    tokens: TokenStore | None
+    warnings: list[str]
+    reachable: bool  # False: MongoDB did not answer at startup
+
+
+def _open(p: ServePlan) -> _Backend:
+    """The store, the token store and what to warn about, for the plan's backend."""
+    if p.mongo is None:
+        return _Backend(LocalStore(p.root), FileTokenStore(p.root) if p.auth else None, [], True)
+    store, tokens = open_backend(p.mongo, p.auth)
+    try:
+        found = check_backend(p.mongo, store)
+    except BaseException:
+        store.close()
+        raise
+    return _Backend(store, tokens, found.warnings, found.reachable)
+
+
+def _active_tokens(backend: _Backend) -> int | None:
+    """How many unrevoked tokens there are (None: unknown, MongoDB does not answer)."""
+    if backend.tokens is None:
+        return 0
+    if not backend.reachable:
+        return None
+    try:
+        return sum(1 for t in backend.tokens.list() if not t.revoked)
+    except StorageError:
+        return None
+
+
 def run(p: ServePlan) -> None:
-    """Serve ``p.root`` until interrupted (blocks); prints the URL and the auth state first."""
+    """Serve the plan's backend until interrupted (blocks); prints the URL and the auth state first.
+
+    With MongoDB, an unreachable database or bucket is a warning, not a refusal to
+    start: requests answer 503 until MongoDB answers.
+    """
     import uvicorn
 
-    store = LocalStore(p.root)
-    tokens = FileTokenStore(p.root) if p.auth else None
-    if p.warning:
-        print(p.warning, file=sys.stderr, flush=True)
-    active = sum(1 for t in tokens.list() if not t.revoked) if tokens is not None else 0
-    print("\n".join(startup_lines(p, active)), flush=True)
-    app = create_app(store, tokens, p.max_body, allowed_hosts=p.allowed_hosts)
+    backend = _open(p)
+    for line in ([p.warning] if p.warning else []) + backend.warnings:
+        print(line, file=sys.stderr, flush=True)
+    print("\n".join(startup_lines(p, _active_tokens(backend))), flush=True)
+    app = create_app(backend.store, backend.tokens, p.max_body, allowed_hosts=p.allowed_hosts)
     try:
         uvicorn.run(app, host=p.host, port=p.port, workers=1, log_level="info", server_header=False)
     finally:
-        store.close()
+        close = getattr(backend.tokens, "close", None)
+        if close is not None:
+            close()
+        backend.store.close()
