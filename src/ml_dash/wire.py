@@ -33,6 +33,7 @@ class ExperimentBody(msgspec.Struct, omit_defaults=False, rename="camel"):
     started_at: float | None = None
     ended_at: float | None = None
     format_version: int = 1
+    non_finite: dict[str, str] | None = None  # NaN/inf inside ``metadata``
 
 
 class ExperimentChanges(msgspec.Struct, omit_defaults=True, rename="camel", forbid_unknown_fields=True):
@@ -42,15 +43,18 @@ class ExperimentChanges(msgspec.Struct, omit_defaults=True, rename="camel", forb
     description: str | None = None
     tags: list[str] | None = None
     metadata: dict[str, Any] | None = None
+    non_finite: dict[str, str] | None = None  # NaN/inf inside ``metadata``
 
     def as_changes(self) -> dict[str, Any]:
         """Only the fields that were given, as ExperimentInfo attribute names."""
         if self.status is not None and self.status not in STATUSES:
             raise InvalidValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
         out: dict[str, Any] = {}
+        if self.metadata is not None and self.non_finite:
+            restore_nonfinite(self.metadata, self.non_finite)
         for field in self.__struct_fields__:
             value = getattr(self, field)
-            if value is not None:
+            if value is not None and field != "non_finite":
                 out[field] = tuple(value) if field == "tags" else value
         return out
 
@@ -86,7 +90,7 @@ class TracksAppendBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel
 
 
 def info_to_body(info: ExperimentInfo) -> dict[str, Any]:
-    return {
+    body = {
         "prefix": info.prefix,
         "owner": info.owner,
         "project": info.project,
@@ -101,12 +105,15 @@ def info_to_body(info: ExperimentInfo) -> dict[str, Any]:
         "endedAt": info.ended_at,
         "formatVersion": info.format_version,
     }
+    return attach_nonfinite(body, "metadata")
 
 
 def info_from_body(body: ExperimentBody, parsed_owner: str, parsed_project: str, parsed_name: str,
                    parsed_folders: tuple[str, ...]) -> ExperimentInfo:
     if body.status not in STATUSES:
         raise InvalidValueError(f"status {body.status!r} is not one of {', '.join(STATUSES)}")
+    if body.non_finite:
+        restore_nonfinite(body.metadata, body.non_finite)
     info = ExperimentInfo(
         prefix=body.prefix,
         owner=parsed_owner,

@@ -49,6 +49,11 @@ def _open(store: Store, access: Access, raw: bytes) -> dict[str, Any]:
         value = getattr(exp, field)
         if value is not None:
             check_time(value, field)
+    if exp.non_finite:
+        exp.metadata = wire.restore_body({"metadata": exp.metadata, "nonFinite": exp.non_finite}, "metadata")[
+            "metadata"
+        ]
+        exp.non_finite = None
     exp.metadata = normalize(exp.metadata, "metadata")
     info = wire.info_from_body(exp, parsed.owner, parsed.project, parsed.name, parsed.folders)
     return wire.info_to_body(store.open_experiment(info))

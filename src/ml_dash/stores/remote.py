@@ -237,6 +237,8 @@ class RemoteStore:
 
     def update_experiment(self, prefix: str, **changes: Any) -> ExperimentInfo:
         body = {_CAMEL.get(k, k): (list(v) if k == "tags" else v) for k, v in changes.items()}
+        if "metadata" in body:
+            attach_nonfinite(body, "metadata")
         answer = self._write("POST", "/api/v1/experiment/update", {"prefix": prefix}, _encode(body))
         if answer is not None:
             return _info_from_json(answer)
@@ -350,6 +352,8 @@ def _fresh_id() -> str:
 
 
 def _info_from_json(body: dict[str, Any]) -> ExperimentInfo:
+    if body.get("nonFinite") and isinstance(body.get("metadata"), dict):
+        restore_body(body, "metadata")
     return ExperimentInfo(
         prefix=body["prefix"],
         owner=body.get("owner") or body["prefix"].split("/")[0],
