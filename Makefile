@@ -34,9 +34,13 @@ check: lint types test test-slow
 
 bench: install            ## full benchmarks; figures go in BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_local.py
+	$(BIN)/python benchmarks/bench_remote.py
+	$(BIN)/python benchmarks/bench_mongo.py
 
 bench-quick: install      ## a small smoke run of the benchmarks
 	$(BIN)/python benchmarks/bench_local.py --quick
+	$(BIN)/python benchmarks/bench_remote.py --quick
+	$(BIN)/python benchmarks/bench_mongo.py --quick
 
 serve: install            ## serve the local .dash folder on http://127.0.0.1:8000
 	$(BIN)/ml-dash serve

@@ -11,8 +11,10 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import anyio.from_thread
+import httpx
 import pytest
 
 from ml_dash import NotFoundError, Store
@@ -51,10 +53,86 @@ def _mongo(tmp_path: Path) -> Iterator[StoreKit]:
     place.close()
 
 
-# name -> generator of a StoreKit over fresh storage in tmp_path. Later: "remote" (a
-# RemoteStore talking HTTP to a server on a LocalStore), each skipping with a reason
-# when its service is unavailable.
-BACKENDS: dict[str, Callable[[Path], Iterator[StoreKit]]] = {"local": _local, "mongo": _mongo}
+class _PortalTransport(httpx.BaseTransport):
+    """A synchronous httpx transport into an ASGI app, run on an anyio portal's event loop.
+
+    The same bytes as over TCP (httpx's ASGITransport builds the ASGI scope), without
+    sockets: the app runs in-process, its store calls in the portal's worker threads.
+    """
+
+    def __init__(self, app: Any, portal: anyio.from_thread.BlockingPortal) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+        self._portal = portal
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def call() -> httpx.Response:
+            response = await self._asgi.handle_async_request(request)
+            content = await response.aread()
+            return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+        return self._portal.call(call)
+
+
+def _remote_kit(url: str, tmp_path: Path, transport: httpx.BaseTransport | None = None) -> Iterator[StoreKit]:
+    """RemoteStores (``wait_for_ack``: every call answered by the server) on one server."""
+    from ml_dash.stores.remote import RemoteStore
+
+    opened: list[RemoteStore] = []
+
+    def make() -> Store:
+        store = RemoteStore(url, spool_root=tmp_path / "spool", transport=transport, wait_for_ack=True)
+        opened.append(store)
+        # cast: RemoteStore.close(timeout) answers how many requests stayed spooled (an int)
+        # where the protocol's close() answers None; everything else matches.
+        return cast(Store, store)
+
+    yield StoreKit(make(), make)
+    for store in opened:
+        store.close(timeout=5.0)
+
+
+def _remote_asgi(tmp_path: Path) -> Iterator[StoreKit]:
+    """RemoteStore -> the server app in-process (no sockets) -> LocalStore over a fresh root."""
+    from ml_dash.server import create_app
+
+    backing = LocalStore(tmp_path / "server-root")
+    with anyio.from_thread.start_blocking_portal() as portal:
+        yield from _remote_kit("http://testserver", tmp_path, _PortalTransport(create_app(backing), portal))
+    backing.close()
+
+
+def _remote_uvicorn(tmp_path: Path) -> Iterator[StoreKit]:
+    """RemoteStore -> a real ``python -m ml_dash serve`` on loopback over a root nobody used.
+
+    The pool starts the next servers while a test runs (a start costs ~0.7 s of
+    interpreter start-up), so each test still gets a fresh server and a fresh root.
+    """
+    from remote.procs._support import server_pool
+
+    server = server_pool().take()
+    try:
+        yield from _remote_kit(server.url, tmp_path)
+    finally:
+        server.kill()
+        server.stop()
+
+
+# name -> generator of a StoreKit over fresh storage in tmp_path, each skipping with a
+# reason when its service is unavailable.
+def _remote_mongo(tmp_path: Path) -> Iterator[StoreKit]:
+    """RemoteStore -> real `ml-dash serve --mongo --s3` processes -> MongoStore (see tests/mongo/remote_backend.py)."""
+    from mongo.remote_backend import remote_mongo
+
+    yield from remote_mongo(tmp_path)
+
+
+BACKENDS: dict[str, Callable[[Path], Iterator[StoreKit]]] = {
+    "local": _local,
+    "mongo": _mongo,
+    "remote-asgi": _remote_asgi,
+    "remote-mongo": _remote_mongo,
+    "remote-uvicorn": _remote_uvicorn,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -112,7 +112,10 @@ def metric_points(name: str, points: Any) -> list[dict[str, Any]]:
             point["_ts"] = stamp
         elif type(ts) is not float or not (0.0 <= ts < math.inf):
             point["_ts"] = check_time(ts, f"metric {name!r}: points[{i}]._ts", upper=math.inf)
-        _plain(point, f"points[{i}]")
+        for value in point.values():
+            if type(value) not in PLAIN:  # the label is built only for the rare point that needs it
+                _plain(point, f"points[{i}]")
+                break
     return points
 
 

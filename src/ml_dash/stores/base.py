@@ -90,6 +90,7 @@ class Store(Protocol):
         """Make everything appended so far durable (fsync locally)."""
         ...
 
-    def close(self) -> None:
-        """Release files and connections."""
+    def close(self) -> object:
+        """Release files and connections (a RemoteStore first sends what it can and
+        returns how many requests are still spooled)."""
         ...

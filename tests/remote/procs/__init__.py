@@ -1,0 +1,1 @@
+"""Child scripts and helpers of the remote-mode load and failure tests (``remote.procs``)."""
