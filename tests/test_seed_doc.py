@@ -21,7 +21,11 @@ import pytest
 
 from ml_dash import Experiment
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "tracking-data.md"
+SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "tracking-data.md"
+# A copy kept in the repository, so a checkout without shared/ next to it still runs
+# every snippet; test_repository_copy_matches_the_shared_seed catches drift.
+REPO_SEED = Path(__file__).resolve().parent / "data" / "tracking-data.md"
+SEED = SHARED_SEED if SHARED_SEED.is_file() else REPO_SEED
 PREFIX = "seed/tracking/docs/run-1"
 
 
@@ -35,6 +39,12 @@ class Snippet:
     @property
     def id(self) -> str:
         return f"{self.section} / {self.title}"
+
+
+def test_repository_copy_matches_the_shared_seed() -> None:
+    if not SHARED_SEED.is_file():
+        pytest.skip(f"no shared seed at {SHARED_SEED} to compare the repository copy with")
+    assert REPO_SEED.read_text(encoding="utf-8") == SHARED_SEED.read_text(encoding="utf-8")
 
 
 def _read_seed() -> str:
