@@ -28,12 +28,13 @@ import msgspec
 from ..errors import StorageError
 
 _TAIL_CHUNK = 1 << 16
+_PROMOTE_AFTER = 100_000
 _decode = msgspec.json.decode
 _decode_lines = msgspec.json.Decoder().decode_lines
 # A batch's id sits right after the counter on its first line (or first in a track
 # line), so it can be found without parsing; inside JSON strings quotes are escaped,
 # so user data cannot look like this.
-_BATCH_ID = re.compile(rb'^\{(?:"(?:index|sequenceNumber)":(\d+),)?"_?batchId":"([^"\\]*)"', re.M)
+_BATCH_ID = re.compile(rb'\{(?:"(?:index|sequenceNumber)":(\d+),)?"_?batchId":"([^"\\]*)"')
 
 
 LOCK_TIMEOUT = 2.0
@@ -205,8 +206,16 @@ class LockedAppender:
             chunk = carry + os.pread(fd, min(1 << 22, size - pos), pos)
             pos += len(chunk) - len(carry)
             cut = chunk.rfind(b"\n") + 1
-            for match in _BATCH_ID.finditer(chunk, 0, cut):
-                self._batches[match.group(2).decode()] = int(match.group(1) or 0)
+            # Find the few lines carrying a batch id with a byte search, then read each
+            # one with the anchored pattern (a per-line regex would cost ~0.4 µs a line).
+            at = chunk.find(b'batchId":"', 0, cut)
+            while at >= 0:
+                line_start = chunk.rfind(b"\n", 0, at) + 1
+                match = _BATCH_ID.match(chunk, line_start, cut)
+                if match:
+                    self._batches[match.group(2).decode()] = int(match.group(1) or 0)
+                next_line = chunk.find(b"\n", at, cut)
+                at = chunk.find(b'batchId":"', next_line, cut) if next_line >= 0 else -1
             carry = chunk[cut:]
         self._scanned = size
 
@@ -392,12 +401,12 @@ def decode_block(block: bytes, path: str = "") -> list[Any]:
     if not block:
         return []
     enabled = gc.isenabled()
-    gc.disable()  # millions of fresh containers would trigger needless full collections
+    gc.disable()  # millions of fresh containers would trigger needless collections
+    out: list[Any] = []
     try:
         try:
-            return _decode_lines(block)
+            out = _decode_lines(block)
         except msgspec.DecodeError:
-            out = []
             for number, line in enumerate(block.split(b"\n")[:-1]):
                 try:
                     out.append(_decode(line))
@@ -405,7 +414,13 @@ def decode_block(block: bytes, path: str = "") -> list[Any]:
                     warnings.warn(
                         f"ml-dash: skipping unreadable line {number} of a block in {path}", RuntimeWarning, stacklevel=2
                     )
-            return out
+        return out
     finally:
         if enabled:
+            if len(out) >= _PROMOTE_AFTER:
+                # A big read result is long-lived: hand it to the oldest generation at
+                # once (freeze + unfreeze splices lists, O(1)) instead of letting the next
+                # young collection walk a million fresh dicts only to promote them.
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()

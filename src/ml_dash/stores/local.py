@@ -47,7 +47,8 @@ from . import codec
 from .jsonl import LineReader, LockedAppender, counter_of, decode_block, lock_file
 
 _DATA = "data.jsonl"
-_BATCH_LINE = re.compile(rb'^\{"index":(\d+),"batchId":', re.M)
+_BATCH_LINE = re.compile(rb'\{"index":(\d+),"batchId":')
+_BATCH_MARK = b',"batchId":"'
 
 
 def atomic_write_json(path: str, value: Any) -> None:
@@ -274,13 +275,19 @@ class LocalStore:
         if b'"nonFinite"' in block:
             for line in lines:
                 codec.restore_metric(line)
-        elif lines and b'"batchId"' in block:
-            # Batch ids sit on one line per batch: pop them where they are.
+        elif lines:
+            # Batch ids sit on one line per batch: find those few lines (a byte search,
+            # not a per-line regex) and pop the id where it is.
             first = lines[0]["index"]
-            for match in _BATCH_LINE.finditer(block):
-                pos = int(match.group(1)) - first
-                if 0 <= pos < len(lines):
-                    lines[pos].pop(codec.BATCH_KEY, None)
+            at = block.find(_BATCH_MARK)
+            while at >= 0:
+                start = block.rfind(b"\n", 0, at) + 1
+                match = _BATCH_LINE.match(block, start)
+                if match:
+                    pos = int(match.group(1)) - first
+                    if 0 <= pos < len(lines):
+                        lines[pos].pop(codec.BATCH_KEY, None)
+                at = block.find(_BATCH_MARK, at + 1)
         return lines
 
     def read_metrics(self, prefix: str, name: str, start_index: int = 0, limit: int = 1000) -> MetricPage:
