@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from remote.support import ServerProcess
+from server import running
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -31,14 +31,9 @@ def test_readme_python_examples_run_and_print_what_they_claim(tmp_path: Path, mo
     monkeypatch.chdir(tmp_path)
     blocks = _blocks("python")
     assert blocks, "README has no python examples"
-    server = ServerProcess(tmp_path / "server-root")
-    if any(README_URL in code for code in blocks):
-        server.start()
-    try:
+    with running(tmp_path / "server-root") as server:
         for code in blocks:
             _run_block(code.replace(README_URL, server.url))
-    finally:
-        server.stop()
 
 
 def _run_block(code: str) -> None:

@@ -13,15 +13,13 @@ import pytest
 
 from ml_dash import Experiment
 from ml_dash.stores.local import LocalStore
-
-from .support import ServerProcess, free_port
+from server import ServerProcess, free_port, running
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path / "server-root").start()
-    yield proc
-    proc.stop()
+    with running(tmp_path / "server-root") as proc:
+        yield proc
 
 
 def _indexes(root: Path, prefix: str, name: str) -> list[int]:
@@ -88,8 +86,9 @@ def test_close_is_bounded_when_the_server_is_down_and_sync_sends_the_rest_later(
     assert any("spooled" in str(w.message) for w in caught)
 
     # Nothing reached a server; the requests wait in the spool under the default root.
-    server = ServerProcess(tmp_path / "server-root", port=port).start()
+    server = ServerProcess(tmp_path / "server-root", port=port)
     try:
+        server.wait_ready()
         result = subprocess.run(
             [sys.executable, "-m", "ml_dash", "--root", str(root), "sync"],
             capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,

@@ -112,8 +112,9 @@ class ServerProcess:
     Its output goes to temporary files (a pipe nobody reads could fill and stall it).
     """
 
-    def __init__(self, root: Path, *args: str, host: str = "127.0.0.1") -> None:
-        self.port = free_port()
+    def __init__(self, root: Path, *args: str, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.root = root
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child)
         self._err = tempfile.TemporaryFile()  # noqa: SIM115
