@@ -122,7 +122,7 @@ class Writer:
         name: str,
         flush_interval: float = 0.5,
         batch_size: int = BATCH_SIZE,
-        max_pending: int = 2_000_000,
+        max_pending: int = 500_000,  # about 100 MB of small points while the store fails
         on_flush: Callable[[Channel], None] | None = None,
     ) -> None:
         if flush_interval <= 0:
