@@ -279,7 +279,7 @@ class Experiment:
         if self._writer is not None:
             self._writer.flush(channel)
 
-    def _flush_kind(self, kind: str) -> None:
+    def _flush_all(self) -> None:
         if self._writer is not None:
             self._writer.flush()
 

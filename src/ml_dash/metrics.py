@@ -201,14 +201,14 @@ class MetricsManager:
     def list(self) -> list[MetricStats]:
         """Every stream of this experiment with ``totalDataPoints``, in name order."""
         self._exp._require_running("metrics")
-        self._exp._flush_kind("metrics")
+        self._exp._flush_all()
         return self._exp._store.list_metrics(self._exp.prefix)
 
     list_all = list
 
     def flush(self) -> MetricsManager:
         """Write all queued metric points now."""
-        self._exp._flush_kind("metrics")
+        self._exp._flush_all()
         return self
 
     def _detach(self) -> None:

@@ -125,12 +125,12 @@ class TracksManager:
     def list(self) -> list[dict[str, Any]]:
         """Every topic with its entry count and first/last timestamps."""
         self._exp._require_running("tracks")
-        self._exp._flush_kind("tracks")
+        self._exp._flush_all()
         return self._exp._store.list_tracks(self._exp.prefix)
 
     def flush(self) -> TracksManager:
         """Write all queued track entries now."""
-        self._exp._flush_kind("tracks")
+        self._exp._flush_all()
         return self
 
     def _detach(self) -> None:
