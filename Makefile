@@ -28,7 +28,7 @@ lint: install
 	$(BIN)/ruff check .
 
 types: install
-	$(BIN)/mypy
+	$(BIN)/mypy --strict
 
 check: lint types test test-slow
 

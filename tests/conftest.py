@@ -1,16 +1,20 @@
-"""Shared fixtures: every test gets its own real temporary dash root."""
+"""Shared fixtures: every test gets its own real temporary dash root.
+
+Shared helpers live in the ``support`` package (``tests/support``), importable because
+pytest's ``pythonpath`` setting (pyproject.toml) puts ``tests`` on the path.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from ml_dash import Experiment
+from support.experiments import PREFIX
 
 
 @pytest.fixture(autouse=True)
@@ -27,3 +31,28 @@ def dash_root(tmp_path: Path) -> Iterator[Path]:
     """A fresh, empty ``.dash`` folder in a temporary directory."""
     root = tmp_path / ".dash"
     yield root
+
+
+@pytest.fixture
+def make_exp(dash_root: Path) -> Iterator[Callable[..., Experiment]]:
+    """Experiments over ``dash_root`` (prefix ``PREFIX`` unless given); any still running is completed afterwards."""
+    made: list[Experiment] = []
+
+    def make(prefix: str | None = PREFIX, **kw: Any) -> Experiment:
+        kw.setdefault("dash_root", dash_root)
+        exp = Experiment(prefix=prefix, **kw) if prefix is not None else Experiment(**kw)
+        made.append(exp)
+        return exp
+
+    yield make
+    for exp in made:
+        if exp.status == "RUNNING":
+            exp.run.complete()
+
+
+@pytest.fixture
+def exp(make_exp: Callable[..., Experiment]) -> Experiment:
+    """A started experiment whose background writer never flushes on its own during a test."""
+    e = make_exp(flush_interval=3600)
+    e.run.start()
+    return e

@@ -19,19 +19,8 @@ from typing import Any
 import pytest
 
 from ml_dash import Experiment, LocalStore
-from procs._support import (
-    LineWaiter,
-    exp_dir,
-    finish,
-    kill_child,
-    last_json,
-    logs_file,
-    metric_file,
-    read_jsonl,
-    send_line,
-    start,
-    track_file,
-)
+from support.files import exp_dir, logs_file, metric_file, read_jsonl, track_file
+from support.processes import LineWaiter, finish, kill_child, last_json, send_line, start
 
 PREFIX = "alice/concurrency/run-1"
 METRIC = "shared"
@@ -109,7 +98,7 @@ def start_writer(root: Path, w: int, points: int, logs: int, tracks: int) -> sub
     """Start tests/procs/concurrent_logger.py as writer ``w``; it waits for "go" on stdin."""
     # A short flush interval: many small batches, so many lock hand-overs between writers.
     options = f"--worker {w} --points {points} --logs {logs} --tracks {tracks} --flush-interval 0.02".split()
-    return start("concurrent_logger.py", "--root", root, "--prefix", PREFIX, *options, stdin=subprocess.PIPE)
+    return start("procs/concurrent_logger.py", "--root", root, "--prefix", PREFIX, *options, stdin=subprocess.PIPE)
 
 
 def run_processes(root: Path, writers: int, points: int, logs: int, tracks: int) -> None:

@@ -20,16 +20,8 @@ from typing import Any
 import pytest
 
 from ml_dash import Experiment, LocalStore
-from procs._support import (
-    LineWaiter,
-    exp_dir,
-    kill_child,
-    logs_file,
-    metric_file,
-    read_jsonl,
-    start,
-    track_file,
-)
+from support.files import exp_dir, logs_file, metric_file, read_jsonl, track_file
+from support.processes import LineWaiter, kill_child, start
 
 PREFIX = "alice/crash/run-1"
 METRIC = "train"
@@ -162,7 +154,7 @@ def _kill_once(root: Path, progress: Path, rng: random.Random, resume: bool) -> 
     options = f"--mode loop --flush-interval {FLUSH_INTERVAL} --every 16 --seed {rng.randrange(1 << 30)}".split()
     if resume:
         options.append("--resume")
-    proc = start("crash_logger.py", "--root", root, "--prefix", PREFIX, "--progress", progress, *options)
+    proc = start("procs/crash_logger.py", "--root", root, "--prefix", PREFIX, "--progress", progress, *options)
     try:
         LineWaiter(proc).wait_for("ready")
         time.sleep(rng.uniform(0.05, 1.6))
@@ -239,7 +231,7 @@ def _run_flush_child(root: Path, count: int) -> None:
     # A flush interval of an hour: only exp.flush() (and the writer's wake-up every
     # 4096 points) writes anything.
     options = f"--mode flush --flush-interval 3600 --count {count}".split()
-    proc = start("crash_logger.py", "--root", root, "--prefix", PREFIX, *options)
+    proc = start("procs/crash_logger.py", "--root", root, "--prefix", PREFIX, *options)
     try:
         LineWaiter(proc).wait_for("flushed")
         os.kill(proc.pid, signal.SIGKILL)

@@ -158,6 +158,15 @@ def test_bad_metric_and_topic_names_are_rejected_naming_them(exp: Experiment, na
     assert not (dash_root.parent / "escape").exists()
 
 
+def test_invalid_metric_and_topic_names_are_rejected_before_touching_disk(exp: Experiment, dash_root: Path) -> None:
+    with pytest.raises(InvalidNameError, match=r"\.\./escape"):
+        exp.metrics("../escape")
+    with pytest.raises(InvalidNameError):
+        exp.tracks("/abs")
+    assert not (dash_root.parent / "escape").exists()
+    assert not any(p.name == "escape" for p in dash_root.rglob("*"))
+
+
 @pytest.mark.parametrize("name", GOOD_NAMES)
 def test_good_metric_names_store_and_read_back(exp: Experiment, name: str) -> None:
     exp.metrics(name).log(v=1)

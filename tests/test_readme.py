@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from server import running
+from support.processes import ml_dash, running
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -31,7 +29,7 @@ def test_readme_python_examples_run_and_print_what_they_claim(tmp_path: Path, mo
     monkeypatch.chdir(tmp_path)
     blocks = _blocks("python")
     assert blocks, "README has no python examples"
-    with running(tmp_path / "server-root") as server:
+    with running(root=tmp_path / "server-root") as server:
         for code in blocks:
             _run_block(code.replace(README_URL, server.url))
 
@@ -59,9 +57,7 @@ def test_readme_cli_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert len(commands) >= 4
     for command in commands:
         args = command.split()[1:]
-        result = subprocess.run(
-            [sys.executable, "-m", "ml_dash", *args], capture_output=True, text=True, timeout=60, check=False
-        )
+        result = ml_dash(*args, check=False)
         assert result.returncode == 0, f"{command}: {result.stderr}"
         assert result.stdout.strip(), f"{command} printed nothing"
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from ml_dash import Experiment
+from support.files import jsonl, strict_json
 
 SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "tracking-data.md"
 # A copy kept in the repository, so a checkout without shared/ next to it still runs
@@ -97,20 +98,6 @@ def _all_snippets() -> list[Snippet]:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _strict_json(text: str) -> Any:
-    def reject(name: str) -> Any:
-        raise ValueError(f"non-standard JSON constant {name}")
-
-    return json.loads(text, parse_constant=reject)
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    assert path.is_file(), f"missing {path}"
-    raw = path.read_text(encoding="utf-8")
-    assert raw.endswith("\n"), f"{path} does not end with a newline"
-    return [_strict_json(line) for line in raw.split("\n")[:-1]]
-
-
 def _fields(line: dict[str, Any]) -> dict[str, Any]:
     """The user fields of a stored metric line (``_ts`` checked and removed)."""
     data = dict(line["data"])
@@ -120,7 +107,7 @@ def _fields(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def _params_file(folder: Path) -> dict[str, Any]:
-    return _strict_json((folder / "parameters.json").read_text(encoding="utf-8"))
+    return strict_json((folder / "parameters.json").read_text(encoding="utf-8"))
 
 
 class Harness:
@@ -227,8 +214,8 @@ def check_params_argparse(h: Harness, out: str) -> None:
 
 def check_metrics_basic(h: Harness, out: str) -> None:
     h.finish()
-    train = _jsonl(h.folder / "metrics" / "train" / "data.jsonl")
-    evals = _jsonl(h.folder / "metrics" / "eval" / "data.jsonl")
+    train = jsonl(h.folder / "metrics" / "train" / "data.jsonl")
+    evals = jsonl(h.folder / "metrics" / "eval" / "data.jsonl")
     assert [line["index"] for line in train] == [0]
     assert _fields(train[0]) == {"loss": 0.5, "epoch": 1}
     assert [line["index"] for line in evals] == [0]
@@ -237,15 +224,15 @@ def check_metrics_basic(h: Harness, out: str) -> None:
 
 def check_metrics_multiple_fields(h: Harness, out: str) -> None:
     h.finish()
-    lines = _jsonl(h.folder / "metrics" / "metrics" / "data.jsonl")
+    lines = jsonl(h.folder / "metrics" / "metrics" / "data.jsonl")
     assert len(lines) == 1
     assert _fields(lines[0]) == {"loss": 0.5, "accuracy": 0.85, "learning_rate": 0.001, "epoch": 1}
 
 
 def check_metrics_multiple_streams(h: Harness, out: str) -> None:
     h.finish()
-    train = _jsonl(h.folder / "metrics" / "train" / "data.jsonl")
-    evals = _jsonl(h.folder / "metrics" / "eval" / "data.jsonl")
+    train = jsonl(h.folder / "metrics" / "train" / "data.jsonl")
+    evals = jsonl(h.folder / "metrics" / "eval" / "data.jsonl")
     assert [line["index"] for line in train] == list(range(5))
     assert [line["index"] for line in evals] == list(range(5))
     assert [_fields(line) for line in train] == [{"loss": 0.5 - e * 0.1, "epoch": e} for e in range(5)]
@@ -254,7 +241,7 @@ def check_metrics_multiple_streams(h: Harness, out: str) -> None:
 
 def check_metrics_flexible(h: Harness, out: str) -> None:
     h.finish()
-    lines = _jsonl(h.folder / "metrics" / "flexible" / "data.jsonl")
+    lines = jsonl(h.folder / "metrics" / "flexible" / "data.jsonl")
     assert [line["index"] for line in lines] == [0, 1, 2]
     assert [_fields(line) for line in lines] == [
         {"field_a": 1, "field_b": 2},
@@ -285,7 +272,7 @@ def check_metrics_stats(h: Harness, out: str) -> None:
 
 def check_logging_basic(h: Harness, out: str) -> None:
     h.finish()
-    lines = _jsonl(h.folder / "logs" / "logs.jsonl")
+    lines = jsonl(h.folder / "logs" / "logs.jsonl")
     assert [(line["level"], line["message"]) for line in lines] == [
         ("info", "Training started"),
         ("info", "Model: ResNet-50"),
@@ -297,7 +284,7 @@ def check_logging_basic(h: Harness, out: str) -> None:
 
 def check_logging_metadata(h: Harness, out: str) -> None:
     h.finish()
-    lines = _jsonl(h.folder / "logs" / "logs.jsonl")
+    lines = jsonl(h.folder / "logs" / "logs.jsonl")
     assert len(lines) == 1
     assert lines[0]["level"] == "info"
     assert lines[0]["message"] == "Epoch completed"
@@ -306,7 +293,7 @@ def check_logging_metadata(h: Harness, out: str) -> None:
 
 def check_logging_error_tracking(h: Harness, out: str) -> None:
     h.finish()
-    lines = _jsonl(h.folder / "logs" / "logs.jsonl")
+    lines = jsonl(h.folder / "logs" / "logs.jsonl")
     assert len(lines) == 1
     assert lines[0]["level"] == "error"
     assert lines[0]["message"] == f"Operation failed: {RISKY_MESSAGE}"
@@ -415,9 +402,9 @@ def test_all_seed_snippets_in_one_experiment_fill_the_documented_local_storage_p
             if rel.endswith(".jsonl"):
                 assert raw.strip(), f"{rel} is empty"
                 for line in raw.split("\n")[:-1]:
-                    _strict_json(line)
+                    strict_json(line)
             else:
-                _strict_json(raw)
+                strict_json(raw)
             checked += 1
     assert checked == 1 + 5 + 1 + 1
 
@@ -430,7 +417,7 @@ def test_all_seed_snippets_in_one_experiment_fill_the_documented_local_storage_p
     assert data["epochs"] == 100
     assert _params_file(harness.folder)["version"] == 4
     # The train stream: 1 (basic) + 5 (streams) + 4 (stats environment) points, gapless.
-    train = _jsonl(harness.folder / "metrics" / "train" / "data.jsonl")
+    train = jsonl(harness.folder / "metrics" / "train" / "data.jsonl")
     assert [line["index"] for line in train] == list(range(10))
-    levels = [line["level"] for line in _jsonl(harness.folder / "logs" / "logs.jsonl")]
+    levels = [line["level"] for line in jsonl(harness.folder / "logs" / "logs.jsonl")]
     assert levels == ["info", "info", "warn", "error", "info", "error"]

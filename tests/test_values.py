@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import from_dtype
 
 from ml_dash import Experiment, InvalidValueError, LocalStore
+from support.experiments import fields
+from support.files import jsonl, strict_json
 
 # -- strategies ---------------------------------------------------------------------------
 
@@ -96,25 +98,6 @@ def flatten(params: Mapping[str, Any], parent: str = "") -> dict[str, Any]:
     return out
 
 
-def strict_json(text: str) -> Any:
-    def reject(name: str) -> Any:
-        raise ValueError(f"non-standard JSON constant {name!r}")
-
-    return json.loads(text, parse_constant=reject)
-
-
-def check_strict_jsonl(path: Path) -> None:
-    raw = path.read_text(encoding="utf-8")
-    assert raw.endswith("\n")
-    # Split on "\n" only: JSON strings may hold U+2028, U+0085 ... which splitlines() splits on.
-    for line in raw.split("\n")[:-1]:
-        strict_json(line)
-
-
-def user_fields(point: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in point["data"].items() if k != "_ts"}
-
-
 _counter = itertools.count()
 
 
@@ -147,9 +130,9 @@ def test_metric_points_round_trip_exactly_through_log_and_read(exp: Experiment, 
     page = stream.read()
     assert [p["index"] for p in page["data"]] == list(range(len(points)))
     for logged, stored in zip(points, page["data"], strict=True):
-        assert same(user_fields(stored), logged), (logged, stored)
+        assert same(fields(stored), logged), (logged, stored)
     stream.flush()
-    check_strict_jsonl(Path(exp.path) / "metrics" / name / "data.jsonl")
+    jsonl(Path(exp.path) / "metrics" / name / "data.jsonl")
 
 
 @SETTINGS
@@ -221,7 +204,7 @@ def test_numpy_scalars_and_0d_arrays_are_stored_as_python_values(exp: Experiment
     stream = exp.metrics(f"np{next(_counter)}")
     stream.log(**{f"v{i}": v for i, v in enumerate(values)})
     (point,) = stream.read()["data"]
-    got = user_fields(point)
+    got = fields(point)
     for i, v in enumerate(values):
         expected = v.item()
         assert type(expected) in (bool, int, float)
@@ -236,7 +219,7 @@ def test_numpy_arrays_and_tuples_become_lists(exp: Experiment) -> None:
         nested={"a": np.float32(0.25), "b": [np.int8(-3)]},
     )
     exp.params.set(shape=(2, 3), scale=np.float64(0.1))
-    got = user_fields(exp.metrics("arr").read()["data"][0])
+    got = fields(exp.metrics("arr").read()["data"][0])
     assert same(got["vec"], [0, 1, 2])
     assert same(got["mat"], [[0.5, math.nan], [math.inf, -1.0]])
     assert same(got["pair"], [1, "two"])
@@ -268,7 +251,7 @@ def test_torch_tensors_are_converted(exp: Experiment) -> None:
         nan=torch.tensor(float("nan")),
         grad=torch.tensor(2.0, requires_grad=True) * 1.5,
     )
-    got = user_fields(exp.metrics("torch").read()["data"][0])
+    got = fields(exp.metrics("torch").read()["data"][0])
     assert same(got["loss"], 0.5)
     assert same(got["step"], 3)
     assert same(got["vec"], [1.0, 2.0])
@@ -308,7 +291,7 @@ def test_unstorable_values_raise_at_once_naming_the_field_and_nothing_else_is_lo
     assert field in str(info.value)
     exp.metrics("m").log(good=2)
     page = exp.metrics("m").read()
-    assert [user_fields(p) for p in page["data"]] == [{"good": 0}, {"good": 2}]
+    assert [fields(p) for p in page["data"]] == [{"good": 0}, {"good": 2}]
     assert [p["index"] for p in page["data"]] == [0, 1]
     assert exp.params.get() == {"kept": 1}
     assert [r["message"] for r in exp.logs.read()["logs"]] == ["before"]

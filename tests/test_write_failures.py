@@ -24,20 +24,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ml_dash import Experiment, InvalidNameError, InvalidValueError, LocalStore
+from ml_dash import Experiment, InvalidNameError, InvalidValueError, LocalStore, StorageError
+from ml_dash.records import AppendResult
 from ml_dash.writer import Writer
-from procs._support import (
-    LineWaiter,
-    exp_dir,
-    finish,
-    last_json,
-    logs_file,
-    metric_file,
-    read_jsonl,
-    send_line,
-    start,
-    track_file,
-)
+from support.files import exp_dir, logs_file, metric_file, read_jsonl, track_file
+from support.processes import LineWaiter, finish, last_json, send_line, start
 
 PREFIX = "alice/failures/run-1"
 METRIC = "train"
@@ -50,7 +41,8 @@ CLOSE_GUARD = CLOSE_TIMEOUT + 20.0
 def run_failing(root: Path, options: str) -> dict[str, Any]:
     """Run tests/procs/failing_logger.py with ``options`` (see its docstring)."""
     proc = start(
-        "failing_logger.py", "--root", root, "--prefix", PREFIX, "--close-timeout", CLOSE_TIMEOUT, *options.split()
+        "procs/failing_logger.py", "--root", root, "--prefix", PREFIX, "--close-timeout", CLOSE_TIMEOUT,
+        *options.split(),
     )
     out, err = finish(proc, timeout=180)
     assert proc.returncode == 0, err
@@ -213,7 +205,7 @@ def test_close_is_bounded_when_the_store_blocks(dash_root: Path) -> None:
     close_timeout = 1.0
     guard = close_timeout + 8.0  # hang guard: logging 1000 points, a 0.5 s pause, close
     options = f"--points 1000 --close-timeout {close_timeout}".split()
-    proc = start("stuck_logger.py", "--root", dash_root, "--prefix", PREFIX, *options, stdin=subprocess.PIPE)
+    proc = start("procs/stuck_logger.py", "--root", dash_root, "--prefix", PREFIX, *options, stdin=subprocess.PIPE)
     lock_fd = -1
     hung = False
     try:
@@ -256,11 +248,13 @@ class FlakyStore(LocalStore):
         self.failing = threading.Event()
         self.broken: str | None = None  # a stream that always fails
 
-    def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None) -> int:
+    def append_metrics(
+        self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None
+    ) -> AppendResult:
         if self.failing.is_set():
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise StorageError(f"cannot write: {os.strerror(errno.ENOSPC)}")
         if name == self.broken:
-            raise OSError(errno.EACCES, "Permission denied")
+            raise StorageError(f"cannot write: {os.strerror(errno.EACCES)}")
         return super().append_metrics(prefix, name, points, batch_id)
 
 
@@ -268,8 +262,8 @@ def test_writer_keeps_order_bounds_memory_and_counts_drops(dash_root: Path) -> N
     store = FlakyStore(dash_root)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        writer = Writer("flaky", flush_interval=0.05, max_pending=300)
-        ch = writer.channel("metrics", "m", lambda batch: store.append_metrics(PREFIX, "m", batch, batch.id))
+        writer = Writer(PREFIX, store, flush_interval=0.05, max_pending=300)
+        ch = writer.channel("metrics", "m")
         now = time.time()
 
         def log(i: int) -> None:
@@ -308,9 +302,9 @@ def test_writer_one_failing_stream_does_not_starve_the_others(dash_root: Path) -
     store.broken = "broken"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        writer = Writer("starve", flush_interval=0.05)
-        broken = writer.channel("metrics", "broken", lambda b: store.append_metrics(PREFIX, "broken", b, b.id))
-        fine = writer.channel("metrics", "fine", lambda b: store.append_metrics(PREFIX, "fine", b, b.id))
+        writer = Writer(PREFIX, store, flush_interval=0.05)
+        broken = writer.channel("metrics", "broken")
+        fine = writer.channel("metrics", "fine")
         for i in range(100):
             broken.queue.append({"i": i, "_ts": 1.0 + i})
             fine.queue.append({"i": i, "_ts": 1.0 + i})
@@ -329,8 +323,8 @@ def test_writer_retries_in_the_background(dash_root: Path) -> None:
     store = FlakyStore(dash_root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        writer = Writer("flaky-bg", flush_interval=0.05)
-        ch = writer.channel("metrics", "m", lambda batch: store.append_metrics(PREFIX, "m", batch, batch.id))
+        writer = Writer(PREFIX, store, flush_interval=0.05)
+        ch = writer.channel("metrics", "m")
         store.failing.set()
         for i in range(2000):
             ch.queue.append({"i": i, "_ts": 1.0 + i})

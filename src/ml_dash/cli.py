@@ -205,14 +205,23 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from .stores.remote import sync_spools
+    from .outbox import deliver_left_behind
+    from .stores.factory import SPOOL_FOLDER
+    from .stores.remote import RemoteStore
 
     root = args.root or os.environ.get("ML_DASH_ROOT") or ".dash"
-    spool_root = os.path.join(root, ".spool")
     api_key = args.api_key or os.environ.get("ML_DASH_API_KEY")
-    sent, rejected, left = sync_spools(spool_root, api_key=api_key, url=args.url, timeout=args.timeout)
-    print(f"sent {sent} requests; {rejected} refused by the server (kept in rejected/); {left} still waiting")
-    return 0 if left == 0 else 1
+    done = deliver_left_behind(
+        os.path.join(root, SPOOL_FOLDER),
+        lambda url: RemoteStore(url, api_key, timeout=args.timeout),
+        url=args.url,
+        timeout=args.timeout,
+    )
+    print(f"sent {done.sent} requests; {done.rejected} refused by the server (kept in rejected/); "
+          f"{done.left} still waiting")
+    for error in done.errors or ():
+        print(f"ml-dash sync: {error}", file=sys.stderr)
+    return 0 if done.left == 0 else 1
 
 
 def _add_mongo_options(p: argparse.ArgumentParser) -> None:

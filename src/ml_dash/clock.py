@@ -23,10 +23,10 @@ def resolve_ts(ts: Any, where: str) -> float:
             ts = ts.item()
         else:
             raise InvalidValueError(f"{where}: _ts must be seconds since the epoch (a number), got {ts!r}")
-    ts = float(ts)
-    if ts == -1:
-        last = getattr(thread_state, "ts", None)
+    seconds = float(ts)
+    if seconds == -1:
+        last: float | None = getattr(thread_state, "ts", None)
         return last if last is not None else now()
-    if not math.isfinite(ts) or ts < 0:
-        raise InvalidValueError(f"{where}: _ts must be a finite, non-negative number of seconds, got {ts!r}")
-    return ts
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidValueError(f"{where}: _ts must be a finite, non-negative number of seconds, got {seconds!r}")
+    return seconds

@@ -1,7 +1,11 @@
 """One exception tree for everything ML-Dash raises on purpose.
 
-Each class carries a stable ``code``; the server (another issue) maps codes to HTTP
-statuses and the client raises the same class again from the code.
+Each class carries a stable ``code``. Stores raise only these: each one turns its
+backend's own failures (``OSError``, database and HTTP errors) into them at its edge,
+chained with ``raise ... from``. The server answers an error with the status
+``HTTP_STATUS`` gives for its code and a ``{"code", "message"}`` body
+(``ml_dash.server.http``); ``RemoteStore`` raises the class ``ERRORS_BY_CODE`` names
+for that code again, so a caller sees the same exception in every mode.
 """
 
 from __future__ import annotations

@@ -9,18 +9,18 @@ import warnings
 import weakref
 from typing import Any
 
-from .errors import NotStartedError
+from .errors import StorageError
 from .logs import Logs, echo_default
-from .metrics import MetricsManager
+from .metrics import Metrics
 from .names import parse_prefix
+from .outbox import Call
 from .params import Params
-from .records import ExperimentInfo, merge_track_entries
-from .stores.hybrid import HybridStore
-from .stores.local import LocalStore
-from .stores.remote import RemoteStore
-from .tracks import TracksManager
+from .records import ExperimentInfo
+from .session import Session
+from .stores.factory import open_backend
+from .tracks import Tracks
 from .values import check_text, normalize
-from .writer import Batch, Channel, CloseReport, Writer
+from .writer import CloseReport
 
 _running: weakref.WeakSet[Experiment] = weakref.WeakSet()
 _UNSET: Any = object()
@@ -103,13 +103,8 @@ class Experiment:
         self.flush_interval = flush_interval
         self.close_timeout = close_timeout if close_timeout is not None else (30.0 if dash_url else 10.0)
         self.dash_url = dash_url
-        self._store: Any
-        if dash_url:
-            remote = RemoteStore(dash_url, self.api_key, os.path.join(root, ".spool"), timeout=self.close_timeout)
-            self._store = HybridStore(LocalStore(root, scan_batch_ids=False), remote) if explicit_root else remote
-        else:
-            self._store = LocalStore(root, scan_batch_ids=False)
-        self.dash_root: str | None = os.path.abspath(root) if (explicit_root or not dash_url) else None
+        backend = open_backend(root, dash_url, self.api_key, keep_local=explicit_root, timeout=self.close_timeout)
+        self.dash_root: str | None = backend.local_root
         self.info = ExperimentInfo(
             prefix=self.prefix,
             owner=self.owner,
@@ -122,11 +117,11 @@ class Experiment:
         )
         self.status: str | None = None
         self.close_report: CloseReport | None = None
-        self._writer: Writer | None = None
-        self._params = Params(self)
-        self._metrics = MetricsManager(self)
-        self._logs = Logs(self)
-        self._tracks = TracksManager(self)
+        self._session = Session(self.prefix, backend, flush_interval, self._on_result)
+        self._params = Params(self._session)
+        self._metrics = Metrics(self._session)
+        self._logs = Logs(self._session, self.echo)
+        self._tracks = Tracks(self._session)
         self.run = Run(self)
 
     # -- public ------------------------------------------------------------------------
@@ -134,27 +129,26 @@ class Experiment:
     @property
     def path(self) -> str | None:
         """The experiment's folder (local and hybrid modes; None in remote-only mode)."""
-        experiment_dir = getattr(self._store, "experiment_dir", None)
-        return experiment_dir(self.prefix) if experiment_dir else None
+        return os.path.join(self.dash_root, *self.prefix.split("/")) if self.dash_root else None
 
     @property
     def params(self) -> Params:
-        self._require_running("params")
+        self._session.require_running("params")
         return self._params
 
     @property
-    def metrics(self) -> MetricsManager:
-        self._require_running("metrics")
+    def metrics(self) -> Metrics:
+        self._session.require_running("metrics")
         return self._metrics
 
     @property
     def logs(self) -> Logs:
-        self._require_running("logs")
+        self._session.require_running("logs")
         return self._logs
 
     @property
-    def tracks(self) -> TracksManager:
-        self._require_running("tracks")
+    def tracks(self) -> Tracks:
+        self._session.require_running("tracks")
         return self._tracks
 
     def log(self, message: Any, level: str = "info", metadata: dict[str, Any] | None = None) -> None:
@@ -163,13 +157,9 @@ class Experiment:
 
     def flush(self) -> None:
         """Write everything queued and fsync it: durable when this returns (or warns)."""
-        self._require_running("flush")
-        assert self._writer is not None
-        self._writer.flush()
-        self._writer.finish_streams()
         try:
-            self._store.sync(self.prefix)
-        except OSError as exc:
+            self._session.sync()
+        except StorageError as exc:
             warnings.warn(f"ml-dash: fsync failed: {exc}", RuntimeWarning, stacklevel=2)
 
     def __enter__(self) -> Experiment:
@@ -184,27 +174,21 @@ class Experiment:
     # -- life cycle --------------------------------------------------------------------
 
     def _start(self) -> None:
-        if self._writer is not None:
+        if self._session.running:
             return
-        self._writer = Writer(self.prefix, flush_interval=self.flush_interval, on_flush=self._on_stream_flush)
-        self._control_channel = self._writer.channel("control", "", self._send_control)
-        self._logs_channel = self._writer.channel(
-            "logs", "", lambda batch: self._store.append_logs(self.prefix, batch, batch.id)
-        )
-        self._metrics = MetricsManager(self)
-        self._tracks = TracksManager(self)
+        self._session.start()
         self.status = "RUNNING"
         self.info = self.info.with_changes(status="RUNNING", started_at=time.time(), ended_at=None)
-        self._control("open_experiment", self.info)
+        self._session.control("open_experiment", None, self.info)
         _running.add(self)
 
     def _finish(self, status: str, reason: str | None = None) -> CloseReport | None:
-        if self._writer is None:
+        if not self._session.running:
             return None
         changes: dict[str, Any] = {"status": status, "ended_at": time.time()}
         if reason:
             changes["metadata"] = {**self.info.metadata, "error": reason}
-        self._control_channel.queue.append(("update_experiment", changes))
+        self._session.queue_control("update_experiment", None, changes)
         report = self._shutdown(self.close_timeout)
         self.status = status
         self.close_report = report
@@ -213,95 +197,23 @@ class Experiment:
         return report
 
     def _shutdown(self, timeout: float) -> CloseReport:
-        """Stop logging, drain the writer, close the store; all within ``timeout`` seconds."""
-        writer = self._writer
-        assert writer is not None
+        """Stop logging, drain the writer, close the stores; all within ``timeout`` seconds."""
         self._metrics._detach()
         self._tracks._detach()
-        self._writer = None
         _running.discard(self)
-        started = time.monotonic()
-        report = writer.close(timeout)
-        if self.dash_url:
-            left = self._store.close(max(timeout - (time.monotonic() - started), 0.0))
-            if left:
-                report.spooled = left
-                report.spool_dir = self._store.spool.folder
-        else:
-            self._store.close()
-        return report
+        return self._session.stop(timeout)
 
-    # -- plumbing used by the managers -------------------------------------------------
-
-    def _require_running(self, what: str) -> None:
-        if self._writer is None:
-            state = "has finished" if self.status else "has not started"
-            raise NotStartedError(
-                f"{what}: experiment {self.prefix!r} {state}; use `with Experiment(...).run as exp:` "
-                "or call exp.run.start() first"
-            )
-
-    def _writer_poke(self, queue: Any) -> None:
-        if self._writer is not None:
-            self._writer.poke(queue)
-
-    def _channel(self, kind: str, name: str) -> Channel:
-        assert self._writer is not None
-        if kind == "metrics":
-            send = lambda batch: self._store.append_metrics(self.prefix, name, batch, batch.id)  # noqa: E731
-        else:
-            send = lambda batch: self._store.append_tracks(  # noqa: E731
-                self.prefix, name, merge_track_entries(batch), batch.id
-            )
-        return self._writer.channel(kind, name, send)
-
-    def _send_control(self, ops: Batch) -> None:
-        # Ops leave the batch as they succeed, so a retry never repeats one.
-        while ops:
-            op, *args = ops[0]
-            if op == "open_experiment":
-                self.info = self._store.open_experiment(*args)
-            elif op == "update_experiment":
-                self.info = self._store.update_experiment(self.prefix, **args[0])
-            else:
-                getattr(self._store, op)(self.prefix, *args)
-            ops.pop(0)
-
-    def _control(self, op: str, *args: Any) -> None:
-        self._control_channel.queue.append((op, *args))
-        self._flush_control()
-
-    def _flush_control(self) -> None:
-        if self._writer is not None:
-            self._writer.flush(self._control_channel)
-
-    def _flush_channel(self, channel: Channel) -> None:
-        if self._writer is not None:
-            self._writer.flush(channel)
-
-    def _flush_all(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-
-    def _on_stream_flush(self, channel: Channel) -> None:
-        write = getattr(self._store, "write_stream_metadata", None)
-        if write is None or channel.kind not in ("metrics", "tracks"):
-            return
-        extra: dict[str, Any] = {}
-        if channel.kind == "tracks":
-            extra["columns"] = sorted(channel.columns)
-        else:
-            stream = self._metrics._streams.get(channel.name)
-            if stream is not None:
-                extra.update(description=stream.description, tags=stream.tags, metadata=stream.metadata)
-        write(self.prefix, channel.kind, channel.name, extra)
+    def _on_result(self, call: Call, answer: Any) -> None:
+        """The store's answer to an open or update is the experiment's info from now on."""
+        if call.op in ("open_experiment", "update_experiment") and isinstance(answer, ExperimentInfo):
+            self.info = answer
 
 
 @atexit.register
 def _flush_running_experiments() -> None:
     """At interpreter exit, write what running experiments still hold (status unchanged)."""
     for exp in list(_running):
-        if exp._writer is not None:
+        if exp._session.running:
             try:
                 report = exp._shutdown(min(exp.close_timeout, 10.0))
                 if not report.ok:

@@ -12,7 +12,7 @@ from .records import LOG_LEVELS, LogPage, LogQuery, LogRecord
 from .values import check_text, normalize
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
+    from .session import Session
 
 _ALIASES = {"warning": "warn", "critical": "fatal", "err": "error"}
 
@@ -35,12 +35,14 @@ def echo_default() -> bool:
 class Logs:
     """``exp.logs``: shortcuts per level and reading back."""
 
-    def __init__(self, exp: Experiment) -> None:
-        self._exp = exp
+    def __init__(self, session: Session, echo: bool) -> None:
+        self._session = session
+        self.echo = echo
 
     def write(self, message: Any, level: Any = "info", metadata: dict[str, Any] | None = None) -> None:
         """Queue one log line; echo it to stderr when echo is on."""
-        self._exp._require_running("log")
+        self._session.require_running("log")
+        channel = self._session.channel("logs")
         lvl = normalize_level(level)
         text = check_text(message if isinstance(message, str) else str(message), "message")
         meta = None
@@ -48,8 +50,8 @@ class Logs:
             if not isinstance(metadata, dict):
                 raise InvalidValueError(f"log metadata must be a dict, got {type(metadata).__name__}")
             meta = normalize(metadata, "metadata")
-        self._exp._logs_channel.queue.append(LogRecord(now(), lvl, text, meta))
-        if self._exp.echo:
+        channel.queue.append(LogRecord(now(), lvl, text, meta))
+        if self.echo:
             suffix = f" {meta}" if meta else ""
             print(f"[{lvl}] {text}{suffix}", file=sys.stderr)
 
@@ -86,8 +88,8 @@ class Logs:
         (inclusive); ``search`` matches message text case-insensitively. Returns
         ``{"logs": [...], "total", "offset", "limit", "hasMore"}``.
         """
-        self._exp._require_running("logs")
-        self._exp._flush_channel(self._exp._logs_channel)
+        session = self._session
+        session.flush(session.channel("logs"))
         query = LogQuery(offset=int(offset), limit=int(limit), descending=descending)
         if level is not None:
             levels = [level] if isinstance(level, str) else list(level)
@@ -98,6 +100,6 @@ class Logs:
             query["end_time"] = float(end_time)
         if search:
             query["search"] = str(search)
-        return self._exp._store.query_logs(self._exp.prefix, query)
+        return session.reader.query_logs(session.prefix, query)
 
     query = read

@@ -10,26 +10,27 @@ from typing import TYPE_CHECKING, Any
 from .clock import now, resolve_ts, thread_state
 from .errors import InvalidValueError, NotStartedError
 from .names import validate_name
-from .records import MetricPage, MetricStats
-from .values import PLAIN, normalize_fields
+from .records import MetricPage, MetricStats, StreamDescription
+from .values import PLAIN, check_text, normalize, normalize_fields
 from .writer import WAKE_MASK
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
+    from .session import Session
     from .writer import Channel
 
 
 class MetricStream:
     """One named metric stream: ``exp.metrics("train")``."""
 
-    __slots__ = ("_channel", "_exp", "_poke", "_queue", "description", "metadata", "name", "tags")
+    __slots__ = ("_channel", "_metrics", "_poke", "_queue", "_session", "description", "metadata", "name", "tags")
 
-    def __init__(self, exp: Experiment, name: str, channel: Channel) -> None:
+    def __init__(self, metrics: Metrics, name: str, channel: Channel) -> None:
         self.name = name
-        self._exp = exp
+        self._metrics = metrics
+        self._session = metrics._session
         self._channel = channel
         self._queue: deque[Any] | None = channel.queue
-        self._poke = exp._writer_poke
+        self._poke = self._session.poke
         self.description: str | None = None
         self.tags: list[str] = []
         self.metadata: dict[str, Any] = {}
@@ -67,22 +68,24 @@ class MetricStream:
         Returns ``{"data": [{"index", "data", ...}], "startIndex", "endIndex", "total",
         "hasMore"}``. Costs O(limit), not O(start_index).
         """
-        self._exp._flush_channel(self._channel)
-        return self._exp._store.read_metrics(self._exp.prefix, self.name, int(start_index), int(limit))
+        session = self._session
+        session.flush(self._channel)
+        return session.reader.read_metrics(session.prefix, self.name, int(start_index), int(limit))
 
     def stats(self) -> MetricStats:
         """``{"name", "totalDataPoints" (int), "firstDataAt", "lastDataAt"}`` for this stream."""
-        self._exp._flush_channel(self._channel)
-        return self._exp._store.metric_stats(self._exp.prefix, self.name)
+        session = self._session
+        session.flush(self._channel)
+        return session.reader.metric_stats(session.prefix, self.name)
 
     def flush(self) -> MetricStream:
         """Write this stream's queued points now."""
-        self._exp._flush_channel(self._channel)
+        self._session.flush(self._channel)
         return self
 
     def buffer(self, **values: Any) -> MetricStream:
         """Collect values for ``exp.metrics.buffer.log_summary()`` instead of logging them."""
-        self._exp.metrics.buffer.add(self.name, values)
+        self._metrics.buffer.add(self.name, values)
         return self
 
 
@@ -122,8 +125,8 @@ def aggregate(values: list[float], how: str) -> float | int:
 class SummaryBuffer:
     """Values collected with ``metrics(name).buffer(...)``, summarised on demand."""
 
-    def __init__(self, manager: MetricsManager) -> None:
-        self._manager = manager
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
         self._values: dict[str, dict[str, list[float]]] = {}
 
     def add(self, stream: str, values: dict[str, Any]) -> None:
@@ -162,17 +165,17 @@ class SummaryBuffer:
                 for how in aggs:
                     point[f"{key}.{how}"] = aggregate(clean, how)
             if len(point) > len(extra):
-                self._manager(stream).log(**point)
+                self._metrics(stream).log(**point)
                 logged[stream] = point
         self._values.clear()
         return logged
 
 
-class MetricsManager:
+class Metrics:
     """``exp.metrics``: call it with a name to get a stream."""
 
-    def __init__(self, exp: Experiment) -> None:
-        self._exp = exp
+    def __init__(self, session: Session) -> None:
+        self._session = session
         self._streams: dict[str, MetricStream] = {}
         self.buffer = SummaryBuffer(self)
 
@@ -183,34 +186,43 @@ class MetricsManager:
         tags: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> MetricStream:
-        """The stream ``name`` (the same object on every call). Raises InvalidNameError."""
+        """The stream ``name`` (the same object on every call while the run goes).
+
+        ``description``, ``tags`` and ``metadata``, when given, are stored with the
+        stream (``metrics/<name>/metadata.json`` locally). Raises InvalidNameError.
+        """
         stream = self._streams.get(name)
         if stream is None:
-            self._exp._require_running("metrics")
+            self._session.require_running("metrics")
             validate_name(name, "metric name")
-            channel = self._exp._channel("metrics", name)
-            stream = self._streams[name] = MetricStream(self._exp, name, channel)
-        if description is not None:
-            stream.description = description
-        if tags is not None:
-            stream.tags = list(tags)
-        if metadata is not None:
-            stream.metadata = dict(metadata)
+            stream = self._streams[name] = MetricStream(self, name, self._session.channel("metrics", name))
+        if description is not None or tags is not None or metadata is not None:
+            if description is not None:
+                stream.description = check_text(str(description), "description")
+            if tags is not None:
+                stream.tags = [check_text(str(tag), "tags") for tag in tags]
+            if metadata is not None:
+                stream.metadata = normalize(dict(metadata), "metadata")
+            described = StreamDescription(stream.description, tuple(stream.tags), stream.metadata)
+            self._session.control("describe_stream", name, described)
         return stream
 
     def list(self) -> list[MetricStats]:
         """Every stream of this experiment with ``totalDataPoints``, in name order."""
-        self._exp._require_running("metrics")
-        self._exp._flush_all()
-        return self._exp._store.list_metrics(self._exp.prefix)
+        session = self._session
+        session.require_running("metrics")
+        session.flush()
+        return session.reader.list_metrics(session.prefix)
 
     list_all = list
 
-    def flush(self) -> MetricsManager:
+    def flush(self) -> Metrics:
         """Write all queued metric points now."""
-        self._exp._flush_all()
+        self._session.flush()
         return self
 
     def _detach(self) -> None:
+        """The run ended: its streams stop taking points; a new run makes new ones."""
         for stream in self._streams.values():
             stream._queue = None
+        self._streams.clear()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidValueError
+from .errors import InvalidValueError, StorageError
 from .values import normalize
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
+    from .session import Session
 
 
 def flatten(params: Mapping[str, Any], parent: str = "") -> dict[str, Any]:
@@ -46,9 +46,9 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 class Params:
     """``exp.params``: ``set`` merges, ``get`` reads back."""
 
-    def __init__(self, exp: Experiment) -> None:
-        self._exp = exp
-        self._session: dict[str, Any] = {}
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._set_now: dict[str, Any] = {}  # what this process set, for reads while the server lags
 
     def set(self, **params: Any) -> Params:
         """Merge these params (nested dicts flattened with ``.``) into ``parameters.json``.
@@ -56,21 +56,22 @@ class Params:
         Raises InvalidValueError naming a param that cannot be stored; nothing of the
         call is stored then.
         """
-        self._exp._require_running("params")
+        self._session.require_running("params")
         flat = flatten(params)
-        self._session.update(flat)
-        self._exp._control("set_params", flat)
+        self._set_now.update(flat)
+        self._session.control("set_params", None, flat)
         return self
 
     log = set
 
     def get(self, flatten: bool = True) -> dict[str, Any]:
         """The stored params: flat (``"model.lr"``) or, with ``flatten=False``, nested."""
-        self._exp._require_running("params")
-        self._exp._flush_control()
+        session = self._session
+        session.require_running("params")
+        session.flush()
         try:
-            data = dict(self._exp._store.get_params(self._exp.prefix).data)
-        except OSError:
+            data = dict(session.reader.get_params(session.prefix).data)
+        except StorageError:
             data = {}
-        data.update({k: v for k, v in self._session.items() if k not in data})
+        data.update({k: v for k, v in self._set_now.items() if k not in data})
         return data if flatten else unflatten(data)

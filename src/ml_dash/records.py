@@ -21,19 +21,28 @@ STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
-class FirstIndex(int):
-    """What a batch append returns: the index (or sequence number) of its first record.
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What a batch append did, the same from every store.
 
+    ``first`` is the index (metrics) or sequence number (logs) the first record got,
+    or None when the batch was empty or the kind has no counter (track entries).
     ``duplicate`` is True when the store had this batch id already and stored nothing
-    new (the value is then the index the batch got the first time).
+    new; ``first`` is then what the batch got the first time.
     """
 
-    duplicate: bool
+    first: int | None
+    count: int
+    duplicate: bool = False
 
-    def __new__(cls, value: int, duplicate: bool = False) -> FirstIndex:
-        made = super().__new__(cls, value)
-        made.duplicate = duplicate
-        return made
+
+@dataclass(frozen=True)
+class StreamDescription:
+    """What a user said about a metric stream: ``exp.metrics("train", description=...)``."""
+
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,17 @@ class ExperimentInfo:
 
     def with_changes(self, **changes: Any) -> ExperimentInfo:
         return replace(self, **changes)
+
+    def resuming(self, stored: ExperimentInfo) -> ExperimentInfo:
+        """This info opened over ``stored`` (a resume): the stored creation time stays,
+        description and tags given now win over the stored ones, metadata merges."""
+        return replace(
+            self,
+            created_at=stored.created_at or self.created_at,
+            description=self.description if self.description is not None else stored.description,
+            tags=self.tags or stored.tags,
+            metadata={**stored.metadata, **self.metadata},
+        )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from .params import flatten
 from .writer import WAKE_MASK
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
+    from .session import Session
     from .writer import Channel
 
 RESERVED_FIELDS = frozenset({"timestamp", "_nonFinite", "_batchId"})
@@ -48,9 +48,9 @@ class TrackSlice:
 class TrackStream:
     """One topic: ``exp.tracks("robot/position")``."""
 
-    def __init__(self, exp: Experiment, topic: str, channel: Channel) -> None:
+    def __init__(self, session: Session, topic: str, channel: Channel) -> None:
         self.topic = topic
-        self._exp = exp
+        self._session = session
         self._channel = channel
         self._queue: Any = channel.queue
         self._last = -math.inf
@@ -81,10 +81,9 @@ class TrackStream:
         thread_state.ts = ts
         entry = {"timestamp": ts}
         entry.update(flatten(fields))
-        self._channel.columns.update(entry)
         queue.append(entry)
         if not len(queue) & WAKE_MASK:
-            self._exp._writer_poke(queue)
+            self._session.poke(queue)
         return self
 
     def read(
@@ -94,8 +93,9 @@ class TrackStream:
         columns: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Entries in time order (equal times merged), optionally within [start, end]."""
-        self._exp._flush_channel(self._channel)
-        return self._exp._store.read_tracks(self._exp.prefix, self.topic, start_timestamp, end_timestamp, columns)
+        session = self._session
+        session.flush(self._channel)
+        return session.reader.read_tracks(session.prefix, self.topic, start_timestamp, end_timestamp, columns)
 
     def slice(self, start_timestamp: float | None = None, end_timestamp: float | None = None) -> TrackSlice:
         """A :class:`TrackSlice` of the entries within [start, end]."""
@@ -103,36 +103,39 @@ class TrackStream:
 
     def flush(self) -> TrackStream:
         """Write this topic's queued entries now."""
-        self._exp._flush_channel(self._channel)
+        self._session.flush(self._channel)
         return self
 
 
-class TracksManager:
+class Tracks:
     """``exp.tracks``: call it with a topic to get a stream."""
 
-    def __init__(self, exp: Experiment) -> None:
-        self._exp = exp
+    def __init__(self, session: Session) -> None:
+        self._session = session
         self._topics: dict[str, TrackStream] = {}
 
     def __call__(self, topic: str) -> TrackStream:
         stream = self._topics.get(topic)
         if stream is None:
-            self._exp._require_running("tracks")
+            self._session.require_running("tracks")
             validate_name(topic, "track topic")
-            stream = self._topics[topic] = TrackStream(self._exp, topic, self._exp._channel("tracks", topic))
+            stream = self._topics[topic] = TrackStream(self._session, topic, self._session.channel("tracks", topic))
         return stream
 
     def list(self) -> list[dict[str, Any]]:
         """Every topic with its entry count and first/last timestamps."""
-        self._exp._require_running("tracks")
-        self._exp._flush_all()
-        return self._exp._store.list_tracks(self._exp.prefix)
+        session = self._session
+        session.require_running("tracks")
+        session.flush()
+        return session.reader.list_tracks(session.prefix)
 
-    def flush(self) -> TracksManager:
+    def flush(self) -> Tracks:
         """Write all queued track entries now."""
-        self._exp._flush_all()
+        self._session.flush()
         return self
 
     def _detach(self) -> None:
+        """The run ended: its topics stop taking entries; a new run makes new ones."""
         for stream in self._topics.values():
             stream._queue = None
+        self._topics.clear()

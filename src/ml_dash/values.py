@@ -99,11 +99,12 @@ def check_text(text: str, field: str) -> str:
     return text
 
 
-def normalize_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """Normalize every value of ``fields`` in place (the slow path of ``log``)."""
+def normalize_fields(fields: dict[str, Any], where: str | None = None) -> dict[str, Any]:
+    """Normalize every value of ``fields`` in place (the slow path of ``log``, and the
+    server's check of metric points); errors name ``<where>.<key>``, or ``<key>``."""
     for key, value in fields.items():
         if type(value) not in PLAIN:
-            fields[key] = normalize(value, key)
+            fields[key] = normalize(value, f"{where}.{key}" if where else key)
     return fields
 
 

@@ -1,16 +1,20 @@
-"""The background Writer: batching, retries, backpressure and a bounded close.
+"""The background Writer: batching, retries, backpressure, the outbox and a bounded close.
 
 Callers append records to a channel's deque (thread-safe, no lock on the hot path) and
 return. One thread per experiment drains the deques in batches of ``batch_size`` and
-hands each batch to the store. It wakes every ``flush_interval / 2`` seconds, or early
-when a channel holds a full batch, so nothing waits in memory much longer than
-``flush_interval``.
+turns each batch into a store call (:class:`ml_dash.outbox.Call`). It wakes every
+``flush_interval / 2`` seconds, or early when a channel holds a full batch, so nothing
+waits in memory much longer than ``flush_interval``.
 
-When the store fails (disk full, folder read-only, server down) the batch is kept in
-the channel's ``pending`` list and retried with backoff; later batches queue behind it
-so order is kept. Memory stays bounded: past ``max_pending`` records the newest are
-dropped and counted. ``close`` waits at most ``close_timeout`` seconds and reports what
-was not written. Nothing here ever raises into the training loop.
+A call goes first to the ``primary`` store (the local folder), when there is one, and
+then, when there is a ``replica`` (the server), into the on-disk :class:`Outbox`, which
+the same thread delivers in order. When a store fails (disk full, folder read-only,
+server down) the call waits and is retried with one backoff policy
+(:class:`Backoff`); later calls queue behind it so order is kept. A refusal for good
+(anything but ``StorageError``) is set aside and counted. Memory stays bounded: past
+``max_pending`` records the newest are dropped and counted (the outbox keeps its own
+bound, with everything on disk). ``close`` waits at most ``close_timeout`` seconds and
+reports what was not delivered. Nothing here ever raises into the training loop.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from itertools import repeat, starmap
 from typing import Any
 
 from .errors import InvalidValueError, MLDashError
+from .outbox import Call, Outbox, apply, is_lasting
+from .records import merge_track_entries
+from .stores.base import Store
+from .stores.remote import ServerUnavailableError
 
 log = logging.getLogger("ml_dash")
 
@@ -35,6 +43,7 @@ BATCH_SIZE = 4096
 WAKE_MASK = BATCH_SIZE - 1  # callers poke the writer when len(queue) & WAKE_MASK == 0
 MAX_QUEUE = 16 * BATCH_SIZE  # beyond this the caller briefly yields to the writer
 HARD_QUEUE = 1_000_000  # beyond this (writer stuck) new records are dropped and counted
+MAX_BACKOFF = 10.0
 
 
 class Batch(list[Any]):
@@ -57,45 +66,82 @@ def new_batch_id() -> str:
 
 
 @dataclass
+class Backoff:
+    """The one retry policy: wait ``base``, doubling to ``MAX_BACKOFF``, or what the
+    store asked for (``Retry-After``); an explicit flush retries at once."""
+
+    base: float
+    failing: bool = False
+    delay: float = 0.0
+    retry_at: float = 0.0
+
+    def due(self) -> bool:
+        return not self.failing or time.monotonic() >= self.retry_at
+
+    def fail(self, exc: BaseException) -> bool:
+        """Note a failure; True when this starts a failing spell (warn once)."""
+        self.delay = min(max(self.delay * 2, self.base), MAX_BACKOFF)
+        asked = exc.retry_after if isinstance(exc, ServerUnavailableError) else None
+        wait = self.delay if asked is None else max(self.delay, asked)
+        self.retry_at = time.monotonic() + min(wait, 60.0)
+        started, self.failing = not self.failing, True
+        return started
+
+    def succeed(self) -> bool:
+        """Note a success; True when this ends a failing spell."""
+        ended, self.failing, self.delay = self.failing, False, 0.0
+        return ended
+
+
+@dataclass
 class Channel:
-    """One stream of records into the store: a metric, the logs, a track topic, control."""
+    """One stream of records into the store: a metric, the logs, a track topic, control.
+
+    The control channel carries :class:`Call` objects (open, update, params,
+    describe); the others carry records that become one call per batch.
+    """
 
     kind: str
     name: str
-    send: Callable[[Batch], Any]
+    make_call: Callable[[Batch], Call] | None
     queue: deque[Any] = field(default_factory=deque)
     pending: deque[Batch] = field(default_factory=deque)
     pending_count: int = 0
     dropped: int = 0
     rejected: int = 0
     written: int = 0
-    dirty: bool = False
-    columns: set[str] = field(default_factory=set)
-    # Failure state is per channel: one full or read-only file must not hold up the others.
-    failing: bool = False
     inflight: int = 0
-    retry_at: float = 0.0
-    backoff: float = 0.0
+    # Failure state is per channel: one full or read-only file must not hold up the others.
+    backoff: Backoff = field(default_factory=lambda: Backoff(0.5))
 
     @property
     def label(self) -> str:
         return self.kind if not self.name else f"{self.kind} {self.name!r}"
 
+    def calls(self, batch: Batch) -> list[Call]:
+        return list(batch) if self.make_call is None else [self.make_call(batch)]
+
 
 @dataclass
 class CloseReport:
-    """What ``close`` could not deliver, per channel label."""
+    """What ``close`` could not deliver, per channel label.
+
+    ``unwritten``: lost with the process (only in memory); ``queued``: waiting in the
+    outbox on disk (``queued_dir``), sent later by ``ml-dash sync``; ``rejected``:
+    refused for good by a store; ``dropped``: over the memory bound.
+    """
 
     unwritten: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
+    queued: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
-    spooled: int = 0
+    spooled: int = 0  # calls (files) waiting in the outbox
     spool_dir: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not (self.unwritten or self.dropped or self.rejected or self.spooled)
+        return not (self.unwritten or self.dropped or self.rejected or self.queued or self.spooled)
 
     def __str__(self) -> str:
         if self.ok:
@@ -105,62 +151,105 @@ class CloseReport:
             if counts:
                 parts.append(f"{title}: " + ", ".join(f"{n} {label}" for label, n in counts.items()))
         if self.spooled:
-            parts.append(f"{self.spooled} requests still spooled in {self.spool_dir} (send them with `ml-dash sync`)")
+            what = ", ".join(f"{n} {label}" for label, n in self.queued.items())
+            parts.append(f"{self.spooled} requests still spooled in {self.spool_dir} ({what}; send them with "
+                         "`ml-dash sync`)")
         if self.last_error:
             parts.append(f"last error: {self.last_error}")
         return "; ".join(parts)
 
 
 _live_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+OnResult = Callable[[Call, Any], None]
 
 
 class Writer:
-    """Drains channels into a store on a background thread."""
+    """Drains channels into the stores of one experiment on a background thread."""
 
     def __init__(
         self,
-        name: str,
+        prefix: str,
+        primary: Store | None,
+        *,
+        replica: Store | None = None,
+        outbox: Outbox | None = None,
         flush_interval: float = 0.5,
         batch_size: int = BATCH_SIZE,
         max_pending: int = 500_000,  # about 100 MB of small points while the store fails
-        on_flush: Callable[[Channel], None] | None = None,
+        on_result: OnResult | None = None,
     ) -> None:
+        """``primary`` is written directly (None in remote-only mode); calls for the
+        ``replica`` go through ``outbox``. ``on_result(call, answer)`` sees the answer
+        of the store that is read from (the primary, else the replica)."""
         if flush_interval <= 0:
             raise InvalidValueError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
-        self.name = name
+        if (replica is None) != (outbox is None) or (primary is None and replica is None):
+            raise ValueError("a Writer needs a primary store, or a replica with its outbox, or both")
+        self.prefix = prefix
+        self.primary = primary
+        self.replica = replica
+        self.outbox = outbox
         self.flush_interval = float(flush_interval)
         self.batch_size = batch_size
         self.max_pending = max_pending
-        self._on_flush = on_flush
+        self._on_result = on_result
         self._channels: dict[tuple[str, str], Channel] = {}
         self._order: list[Channel] = []
         self._event = threading.Event()
         self._lock = threading.RLock()
         self._stopping = False
         self._pending_total = 0
+        self._outbox_backoff = Backoff(min(self.flush_interval, 0.1))
+        self._outbox_rejected: dict[str, int] = {}
+        # Delivery to the replica has its own thread and lock, so a slow or hung server
+        # never holds up writing to the primary store and the outbox.
+        self._send_lock = threading.Lock()
+        self._send_event = threading.Event()
         self.last_error: str | None = None
         self._thread: threading.Thread | None = None
-        self._start_thread()
+        self._sender: threading.Thread | None = None
+        self._start_threads()
         _live_writers.add(self)
 
-    def _start_thread(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"ml-dash-writer:{self.name}", daemon=True)
+    def _start_threads(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"ml-dash-writer:{self.prefix}", daemon=True)
         self._thread.start()
+        if self.outbox is not None:
+            self._sender = threading.Thread(target=self._send_loop, name=f"ml-dash-sender:{self.prefix}",
+                                            daemon=True)
+            self._sender.start()
 
     # -- channels ------------------------------------------------------------------------
 
-    def channel(self, kind: str, name: str, send: Callable[[Batch], Any]) -> Channel:
-        """The channel for (kind, name), created on first use. Control comes first."""
+    def channel(self, kind: str, name: str = "") -> Channel:
+        """The channel for (kind, name), created on first use. Control comes first.
+
+        ``kind`` is ``control`` (items are :class:`Call`), ``metrics`` (point dicts),
+        ``logs`` (LogRecord) or ``tracks`` (entry dicts, merged by timestamp).
+        """
         key = (kind, name)
         ch = self._channels.get(key)
         if ch is None:
             with self._lock:
                 ch = self._channels.get(key)
                 if ch is None:
-                    ch = Channel(kind, name, send)
+                    ch = Channel(kind, name, self._call_maker(kind, name))
+                    ch.backoff = Backoff(self.flush_interval)
                     self._channels[key] = ch
                     self._order = sorted(self._channels.values(), key=lambda c: c.kind != "control")
         return ch
+
+    def _call_maker(self, kind: str, name: str) -> Callable[[Batch], Call] | None:
+        prefix, label = self.prefix, kind if not name else f"{kind} {name!r}"
+        if kind == "control":
+            return None
+        if kind == "metrics":
+            return lambda batch: Call("append_metrics", prefix, name, (list(batch), batch.id), label)
+        if kind == "logs":
+            return lambda batch: Call("append_logs", prefix, None, (list(batch), batch.id), label)
+        if kind == "tracks":
+            return lambda batch: Call("append_tracks", prefix, name, (merge_track_entries(batch), batch.id), label)
+        raise ValueError(f"unknown channel kind {kind!r}")
 
     def poke(self, queue: deque[Any]) -> None:
         """Called by the hot path every BATCH_SIZE records: wake the writer, apply backpressure."""
@@ -187,36 +276,72 @@ class Writer:
             self._event.wait(tick)
             self._event.clear()
             try:
-                self.drain()
+                self.drain(deliver=False)
             except Exception as exc:
                 log.exception("ml-dash writer: unexpected error: %s", exc)
             if self._stopping:
                 return
 
-    def drain(self, only: Channel | None = None) -> None:
-        """Write everything queued now (all channels, or one and the control channel)."""
+    def _send_loop(self) -> None:
+        while not self._stopping:
+            backoff = self._outbox_backoff
+            wait = max(backoff.retry_at - time.monotonic(), 0.01) if backoff.failing else self.flush_interval
+            self._send_event.wait(wait)
+            self._send_event.clear()
+            if self._stopping:
+                return
+            try:
+                self.deliver()
+            except Exception as exc:
+                log.exception("ml-dash sender: unexpected error: %s", exc)
+
+    def drain(self, only: Channel | None = None, deliver: bool = True) -> None:
+        """Write everything queued now (all channels, or one and the control channel),
+        then, with ``deliver``, send what waits in the outbox from this thread."""
         with self._lock:
             for ch in self._order:
                 if only is not None and ch is not only and ch.kind != "control":
                     continue
                 self._drain_channel(ch)
+        if self.outbox is not None and len(self.outbox):
+            if deliver:
+                self.deliver()
+            else:
+                self._send_event.set()
+
+    def deliver(self, timeout: float = -1) -> bool:
+        """Send the outbox to the replica (waits ``timeout`` s for the sender's turn;
+        -1: as long as it takes). False when the turn did not come."""
+        if not self._send_lock.acquire(timeout=timeout):
+            return False
+        try:
+            self._send_outbox()
+        finally:
+            self._send_lock.release()
+        return True
 
     def _drain_channel(self, ch: Channel) -> None:
         queue = ch.queue
         while queue:
             n = min(len(queue), self.batch_size)
             batch = Batch(starmap(queue.popleft, repeat((), n)))
-            if ch.pending or (ch.failing and time.monotonic() < ch.retry_at):
+            if ch.pending or not ch.backoff.due():
                 self._keep(ch, batch)
             else:
                 self._deliver(ch, batch)
-        if ch.pending and time.monotonic() >= ch.retry_at:
+        if ch.pending and ch.backoff.due():
             self._retry(ch)
 
     def _deliver(self, ch: Channel, batch: Batch) -> bool:
+        """Hand ``batch`` to the primary store (if any) and the outbox (if any)."""
         ch.inflight = len(batch)
         try:
-            ch.send(batch)
+            if ch.make_call is None:
+                while batch:  # control calls leave the batch as they succeed: a retry never repeats one
+                    self._hand_over(batch[0])
+                    batch.pop(0)
+            else:
+                self._hand_over(ch.make_call(batch))
         except InvalidValueError as exc:
             if len(batch) > 1:
                 # One bad record must not cost the others: send them one by one.
@@ -231,7 +356,7 @@ class Writer:
             warnings.warn(f"ml-dash: a record of {ch.label} was set aside: {exc}", RuntimeWarning, stacklevel=2)
             return True
         except (OSError, MLDashError) as exc:
-            self._note_failure(ch, exc)
+            self._note_failure(ch.backoff, f"write {ch.label}", exc)
             self._keep(ch, batch)
             return False
         except Exception as exc:  # a bug must neither loop nor kill the writer
@@ -242,12 +367,17 @@ class Writer:
         finally:
             ch.inflight = 0
         ch.written += len(batch)
-        ch.dirty = True
-        if ch.failing:
-            ch.failing = False
-            ch.backoff = 0.0
+        if ch.backoff.succeed():
             warnings.warn(f"ml-dash: writing works again ({ch.label}); catching up", RuntimeWarning, stacklevel=2)
         return True
+
+    def _hand_over(self, call: Call) -> None:
+        if self.primary is not None:
+            answer = apply(call, self.primary)
+            if self._on_result is not None:
+                self._on_result(call, answer)
+        if self.outbox is not None:
+            self.outbox.put(call)
 
     def _retry(self, ch: Channel) -> None:
         while ch.pending:
@@ -270,66 +400,112 @@ class Writer:
             ch.pending_count += len(batch)
             self._pending_total += len(batch)
 
-    def _note_failure(self, ch: Channel, exc: BaseException) -> None:
+    def _note_failure(self, backoff: Backoff, what: str, exc: BaseException, kept: str = "the data") -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
-        ch.backoff = min(max(ch.backoff * 2, self.flush_interval), 10.0)
-        ch.retry_at = time.monotonic() + ch.backoff
-        if not ch.failing:
-            ch.failing = True
-            warnings.warn(
-                f"ml-dash: cannot write {ch.label} ({exc}); keeping the data in memory and retrying",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        if backoff.fail(exc):
+            warnings.warn(f"ml-dash: cannot {what} ({exc}); keeping {kept} and retrying", RuntimeWarning,
+                          stacklevel=3)
+
+    # -- the outbox ----------------------------------------------------------------------
+
+    def _send_outbox(self) -> None:
+        """Deliver outbox calls in order to the replica until one fails or none is left."""
+        outbox, replica = self.outbox, self.replica
+        if outbox is None or replica is None or not self._outbox_backoff.due():
+            return
+        while True:
+            try:
+                taken = outbox.peek()
+            except MLDashError as exc:  # a damaged entry file: set it aside, go on
+                self._set_aside(outbox, "outbox", 1, str(exc))
+                continue
+            if taken is None:
+                return
+            call = taken[0]
+            try:
+                answer = apply(call, replica)
+            except Exception as exc:
+                if is_lasting(exc) or not isinstance(exc, OSError | MLDashError):
+                    self._set_aside(outbox, call.label, len(call), f"{type(exc).__name__}: {exc}")
+                    continue
+                self._note_failure(self._outbox_backoff, f"deliver to {outbox.url or 'the server'}", exc,
+                                   f"{len(outbox)} calls in {outbox.folder}")
+                return
+            outbox.done()
+            if self.primary is None and self._on_result is not None:
+                self._on_result(call, answer)
+            if self._outbox_backoff.succeed():
+                warnings.warn(f"ml-dash: {outbox.url or 'the server'} answers again; sending what waited",
+                              RuntimeWarning, stacklevel=2)
+
+    def _set_aside(self, outbox: Outbox, label: str, count: int, reason: str) -> None:
+        self.last_error = reason
+        self._outbox_rejected[label] = self._outbox_rejected.get(label, 0) + count
+        where = outbox.reject(reason)
+        place = f"; set aside in {where}" if where else ""
+        warnings.warn(f"ml-dash: the server refused {label} for good ({reason}){place}", RuntimeWarning,
+                      stacklevel=3)
 
     # -- flush and close -----------------------------------------------------------------
 
     def flush(self, only: Channel | None = None) -> None:
-        """Write what is queued now from the calling thread (read-your-writes)."""
+        """Write what is queued now from the calling thread (read-your-writes): into the
+        primary store, or, when there is none, through the outbox to the replica."""
         for ch in self._order:
-            ch.retry_at = 0.0  # an explicit flush retries at once
-        self.drain(only)
+            ch.backoff.retry_at = 0.0  # an explicit flush retries at once
+        if self.primary is None:
+            self._outbox_backoff.retry_at = 0.0
+        self.drain(only, deliver=self.primary is None)
 
-    def finish_streams(self) -> None:
-        """Let the store refresh per-stream metadata of channels written since last time."""
-        if self._on_flush is None:
-            return
-        with self._lock:
-            for ch in self._order:
-                if ch.dirty and ch.kind != "control":
-                    try:
-                        self._on_flush(ch)
-                        ch.dirty = False
-                    except (OSError, MLDashError) as exc:
-                        self.last_error = f"{type(exc).__name__}: {exc}"
+    def hand_over(self, only: Channel) -> None:
+        """Write ``only`` (and the control calls) into the primary store and the outbox
+        now, from the calling thread; the network is left to the sender's thread, so
+        this never waits for a server."""
+        self.drain(only, deliver=False)
+
+    def sync(self) -> None:
+        """Make what was handed over durable: fsync the primary's files and the outbox."""
+        if self.primary is not None:
+            self.primary.sync(self.prefix)
+        if self.outbox is not None:
+            self.outbox.sync()
 
     def close(self, timeout: float = 30.0) -> CloseReport:
-        """Drain, stop the thread, and report what could not be written. Waits <= timeout."""
+        """Drain, deliver, stop the thread, and report what could not be delivered.
+
+        Waits at most ``timeout`` seconds. The stores stay open (their owner closes them).
+        """
         deadline = time.monotonic() + max(timeout, 0.0)
         self._stopping = True
         self._event.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(max(deadline - time.monotonic(), 0.0))
+        self._send_event.set()
+        for thread in (self._thread, self._sender):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(deadline - time.monotonic(), 0.0))
         # Final attempts from this thread while time remains.
         while time.monotonic() < deadline:
             for ch in self._order:
-                ch.retry_at = 0.0
+                ch.backoff.retry_at = 0.0
+            self._outbox_backoff.retry_at = 0.0
             if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
                 break
             try:
-                self.drain()
+                self.drain(deliver=False)
             finally:
                 self._lock.release()
-            if self._pending_total == 0 and not any(ch.queue for ch in self._order):
+            if self.outbox is not None and not self.deliver(max(deadline - time.monotonic(), 0.001)):
+                break
+            if self._settled():
                 break
             time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
-        if self._pending_total == 0 and self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.01)):
-            try:
-                self.finish_streams()
-            finally:
-                self._lock.release()
-        failing = any(ch.failing for ch in self._order)
-        report = CloseReport(last_error=self.last_error if failing else None)
+        _live_writers.discard(self)
+        return self._report()
+
+    def _settled(self) -> bool:
+        return self._pending_total == 0 and not any(ch.queue for ch in self._order) and not self.outbox
+
+    def _report(self) -> CloseReport:
+        report = CloseReport(last_error=self.last_error)
         for ch in self._order:
             left = ch.pending_count + len(ch.queue) + ch.inflight
             if left:
@@ -338,20 +514,34 @@ class Writer:
                 report.dropped[ch.label] = ch.dropped
             if ch.rejected:
                 report.rejected[ch.label] = ch.rejected
-        _live_writers.discard(self)
+        for label, count in self._outbox_rejected.items():
+            report.rejected[label] = report.rejected.get(label, 0) + count
+        outbox = self.outbox
+        if outbox is not None and len(outbox):
+            report.spooled = outbox.on_disk
+            report.spool_dir = outbox.folder if report.spooled else None
+            report.queued = outbox.waiting_by_label()
+            if len(outbox) > report.spooled:  # kept in memory only: the disk refused them
+                report.unwritten["outbox"] = len(outbox) - report.spooled
+        if report.ok:
+            report.last_error = None
         return report
 
     def _after_fork_in_child(self) -> None:
         # The parent owns what was queued before the fork; the child starts empty.
         self._lock = threading.RLock()
         self._event = threading.Event()
+        self._send_lock = threading.Lock()
+        self._send_event = threading.Event()
         for ch in self._order:
             ch.queue.clear()
             ch.pending.clear()
             ch.pending_count = 0
         self._pending_total = 0
+        if self.outbox is not None:
+            self.outbox.forget_all()
         if not self._stopping:
-            self._start_thread()
+            self._start_threads()
 
 
 def _reinit_after_fork() -> None:

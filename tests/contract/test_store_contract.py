@@ -11,14 +11,14 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio.from_thread
 import httpx
 import pytest
 
 from ml_dash import NotFoundError, Store
-from ml_dash.records import ExperimentInfo, LogRecord
+from ml_dash.records import AppendResult, ExperimentInfo, LogRecord, StreamDescription
 from ml_dash.stores.local import LocalStore
 
 PREFIX = "alice/contract/run-1"
@@ -74,21 +74,19 @@ class _PortalTransport(httpx.BaseTransport):
 
 
 def _remote_kit(url: str, tmp_path: Path, transport: httpx.BaseTransport | None = None) -> Iterator[StoreKit]:
-    """RemoteStores (``wait_for_ack``: every call answered by the server) on one server."""
+    """RemoteStores (plain synchronous clients of the HTTP API) on one server."""
     from ml_dash.stores.remote import RemoteStore
 
     opened: list[RemoteStore] = []
 
     def make() -> Store:
-        store = RemoteStore(url, spool_root=tmp_path / "spool", transport=transport, wait_for_ack=True)
+        store = RemoteStore(url, transport=transport)
         opened.append(store)
-        # cast: RemoteStore.close(timeout) answers how many requests stayed spooled (an int)
-        # where the protocol's close() answers None; everything else matches.
-        return cast(Store, store)
+        return store
 
     yield StoreKit(make(), make)
     for store in opened:
-        store.close(timeout=5.0)
+        store.close()
 
 
 def _remote_asgi(tmp_path: Path) -> Iterator[StoreKit]:
@@ -107,7 +105,7 @@ def _remote_uvicorn(tmp_path: Path) -> Iterator[StoreKit]:
     The pool starts the next servers while a test runs (a start costs ~0.7 s of
     interpreter start-up), so each test still gets a fresh server and a fresh root.
     """
-    from remote.procs._support import server_pool
+    from support.processes import server_pool
 
     server = server_pool().take()
     try:
@@ -218,8 +216,8 @@ def test_open_experiment_again_resumes_keeping_creation_time_and_data(store: Sto
     assert got is not None
     assert got.description == "resumed"
     assert got.metadata.get("b") == 2
-    assert first == 0
-    assert store.append_metrics(PREFIX, "train", points(2, 1)) == 2
+    assert first.first == 0
+    assert store.append_metrics(PREFIX, "train", points(2, 1)).first == 2
 
 
 def test_open_experiment_with_folders(store: Store) -> None:
@@ -298,9 +296,9 @@ def test_params_of_experiments_are_separate(store: Store) -> None:
 
 
 def test_append_metrics_returns_the_first_index_and_indexes_are_gapless_across_batches(opened: Store) -> None:
-    assert opened.append_metrics(PREFIX, "train", points(0, 3)) == 0
-    assert opened.append_metrics(PREFIX, "train", points(3, 1)) == 3
-    assert opened.append_metrics(PREFIX, "train", points(4, 5)) == 4
+    assert opened.append_metrics(PREFIX, "train", points(0, 3)).first == 0
+    assert opened.append_metrics(PREFIX, "train", points(3, 1)).first == 3
+    assert opened.append_metrics(PREFIX, "train", points(4, 5)).first == 4
     page = opened.read_metrics(PREFIX, "train", 0, 100)
     assert [p["index"] for p in page["data"]] == list(range(9))
     assert [user(p) for p in page["data"]] == [{"step": i, "loss": 1.0 / (i + 1)} for i in range(9)]
@@ -308,10 +306,10 @@ def test_append_metrics_returns_the_first_index_and_indexes_are_gapless_across_b
 
 
 def test_append_metrics_with_a_repeated_batch_id_stores_it_once(opened: Store) -> None:
-    assert opened.append_metrics(PREFIX, "train", points(0, 2), batch_id="b-1") == 0
-    assert opened.append_metrics(PREFIX, "train", points(2, 3), batch_id="b-2") == 2
-    assert opened.append_metrics(PREFIX, "train", points(2, 3), batch_id="b-2") == 2  # a resend
-    assert opened.append_metrics(PREFIX, "train", points(5, 1), batch_id="b-3") == 5
+    assert opened.append_metrics(PREFIX, "train", points(0, 2), batch_id="b-1").first == 0
+    assert opened.append_metrics(PREFIX, "train", points(2, 3), batch_id="b-2").first == 2
+    assert opened.append_metrics(PREFIX, "train", points(2, 3), batch_id="b-2") == AppendResult(2, 3, True)  # resent
+    assert opened.append_metrics(PREFIX, "train", points(5, 1), batch_id="b-3").first == 5
     page = opened.read_metrics(PREFIX, "train", 0, 100)
     assert [p["data"]["step"] for p in page["data"]] == list(range(6))
     assert page["total"] == 6
@@ -319,7 +317,7 @@ def test_append_metrics_with_a_repeated_batch_id_stores_it_once(opened: Store) -
 
 def test_metric_streams_are_independent(opened: Store) -> None:
     opened.append_metrics(PREFIX, "train", points(0, 3))
-    assert opened.append_metrics(PREFIX, "eval", points(0, 2)) == 0
+    assert opened.append_metrics(PREFIX, "eval", points(0, 2)).first == 0
     assert opened.read_metrics(PREFIX, "eval", 0, 10)["total"] == 2
 
 
@@ -382,7 +380,7 @@ def test_metrics_persist_for_another_store_over_the_same_storage(kit: StoreKit) 
     kit.store.sync(PREFIX)
     other = kit.reopen()
     assert [p["index"] for p in other.read_metrics(PREFIX, "train", 0, 10)["data"]] == [0, 1, 2]
-    assert other.append_metrics(PREFIX, "train", points(3, 1)) == 3
+    assert other.append_metrics(PREFIX, "train", points(3, 1)).first == 3
 
 
 # -- logs ---------------------------------------------------------------------------------
@@ -395,8 +393,8 @@ def _logs(store: Store) -> None:
         LogRecord(2000.0 + i, level, f"message {i} {'NaN seen' if i % 3 == 0 else 'ok'}", {"i": i})
         for i, level in enumerate(LEVELS)
     ]
-    assert store.append_logs(PREFIX, records[:5]) == 0
-    assert store.append_logs(PREFIX, records[5:]) == 5
+    assert store.append_logs(PREFIX, records[:5]).first == 0
+    assert store.append_logs(PREFIX, records[5:]).first == 5
 
 
 def test_append_logs_returns_first_sequence_number_and_query_returns_all_in_order(opened: Store) -> None:
@@ -411,9 +409,9 @@ def test_append_logs_returns_first_sequence_number_and_query_returns_all_in_orde
 
 def test_append_logs_with_a_repeated_batch_id_stores_it_once(opened: Store) -> None:
     records = [LogRecord(1.0, "info", "a", None), LogRecord(2.0, "info", "b", None)]
-    assert opened.append_logs(PREFIX, records, batch_id="L-1") == 0
-    assert opened.append_logs(PREFIX, records, batch_id="L-1") == 0
-    assert opened.append_logs(PREFIX, [LogRecord(3.0, "info", "c", None)], batch_id="L-2") == 2
+    assert opened.append_logs(PREFIX, records, batch_id="L-1") == AppendResult(0, len(records), False)
+    assert opened.append_logs(PREFIX, records, batch_id="L-1") == AppendResult(0, len(records), True)
+    assert opened.append_logs(PREFIX, [LogRecord(3.0, "info", "c", None)], batch_id="L-2").first == 2
     assert [r["message"] for r in opened.query_logs(PREFIX, {})["logs"]] == ["a", "b", "c"]
 
 
@@ -460,10 +458,9 @@ def test_query_logs_of_an_experiment_without_logs(opened: Store) -> None:
 
 
 def test_append_tracks_and_read_in_time_order(opened: Store) -> None:
-    assert (
-        opened.append_tracks(PREFIX, "robot/position", [{"timestamp": 2.0, "x": 2.0}, {"timestamp": 3.0, "x": 3.0}])
-        == 2
-    )
+    assert opened.append_tracks(
+        PREFIX, "robot/position", [{"timestamp": 2.0, "x": 2.0}, {"timestamp": 3.0, "x": 3.0}]
+    ) == AppendResult(None, 2, False)
     opened.append_tracks(PREFIX, "robot/position", [{"timestamp": 1.0, "x": 1.0}])
     assert opened.read_tracks(PREFIX, "robot/position") == [
         {"timestamp": 1.0, "x": 1.0},
@@ -493,12 +490,29 @@ def test_read_tracks_time_range_and_columns(opened: Store) -> None:
 
 
 def test_append_tracks_with_a_repeated_batch_id_stores_it_once(opened: Store) -> None:
-    opened.append_tracks(PREFIX, "pose", [{"timestamp": 1.0, "x": 1}], batch_id="T-1")
-    opened.append_tracks(PREFIX, "pose", [{"timestamp": 1.0, "x": 1}], batch_id="T-1")
+    first = opened.append_tracks(PREFIX, "pose", [{"timestamp": 1.0, "x": 1}], batch_id="T-1")
+    again = opened.append_tracks(PREFIX, "pose", [{"timestamp": 1.0, "x": 1}], batch_id="T-1")
+    assert (first.duplicate, again.duplicate, again.count) == (False, True, 1)
     opened.append_tracks(PREFIX, "pose", [{"timestamp": 2.0, "x": 2}], batch_id="T-2")
     assert opened.read_tracks(PREFIX, "pose") == [{"timestamp": 1.0, "x": 1}, {"timestamp": 2.0, "x": 2}]
     info_ = {t["topic"]: t for t in opened.list_tracks(PREFIX)}["pose"]
     assert info_["totalEntries"] == 2
+
+
+def test_empty_appends_store_nothing_and_say_so(opened: Store) -> None:
+    assert opened.append_metrics(PREFIX, "train", []) == AppendResult(None, 0, False)
+    assert opened.append_logs(PREFIX, []) == AppendResult(None, 0, False)
+    assert opened.append_tracks(PREFIX, "pose", []) == AppendResult(None, 0, False)
+    assert opened.metric_stats(PREFIX, "train")["totalDataPoints"] == 0
+    assert opened.append_metrics(PREFIX, "train", points(0, 1)).first == 0
+
+
+def test_describe_stream_is_accepted_and_keeps_the_data(opened: Store) -> None:
+    opened.append_metrics(PREFIX, "train", points(0, 2))
+    opened.describe_stream(PREFIX, "train", StreamDescription("loss per step", ("core",), {"unit": "nats"}))
+    opened.describe_stream(PREFIX, "train", StreamDescription("loss per batch", (), {}))
+    assert opened.metric_stats(PREFIX, "train")["totalDataPoints"] == 2
+    assert [p["index"] for p in opened.read_metrics(PREFIX, "train")["data"]] == [0, 1]
 
 
 def test_read_tracks_of_an_unknown_topic_is_empty(opened: Store) -> None:

@@ -30,17 +30,12 @@ from pymongo import MongoClient
 
 from ml_dash.stores.mongo import MongoStore
 from ml_dash.stores.s3_chunks import make_s3_client
+from support.processes import free_port, stop_process
 
 # Read at import, before the test suite's autouse fixture clears ML_DASH_* variables.
 REAL_MONGO_URI = os.environ.get("ML_DASH_TEST_MONGO_URI")
 REAL_S3_ENDPOINT = os.environ.get("ML_DASH_TEST_S3_ENDPOINT")
 START_WAIT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tool(name: str) -> str | None:
@@ -81,23 +76,18 @@ class LocalServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc, grace=10)
         self.proc = None
 
 
-def start_mongo(workdir: Path, port: int | None = None) -> LocalServer:
-    """Start ``nx-27017 --db memory`` on ``port`` (a free one by default)."""
+def start_mongo(workdir: Path, port: int | None = None, db: str = "memory") -> LocalServer:
+    """Start ``nx-27017 --db DB`` on ``port`` (a free one by default); a file as DB outlives a restart."""
     tool = _tool("nx-27017")
     if tool is None:
         raise RuntimeError("nx-27017 is not installed (pip install -e '.[dev]')")
     port = port or free_port()
-    argv = [tool, "--db", "memory", "-p", str(port), "--host", "127.0.0.1",
+    argv = [tool, "--db", db, "-p", str(port), "--host", "127.0.0.1",
             "--log-file", str(workdir / f"nx-{port}.log"), "--pid-file", str(workdir / f"nx-{port}.pid")]
     return LocalServer("nx-27017", argv, port, workdir / f"nx-{port}.out").start()
 
@@ -117,6 +107,13 @@ def s3_credentials() -> dict[str, str]:
     if REAL_S3_ENDPOINT and os.environ.get("AWS_ACCESS_KEY_ID"):
         return {}
     return {"s3_access_key": "testing", "s3_secret_key": "testing"}
+
+
+def s3_env() -> dict[str, str]:
+    """Environment for a child that talks to S3: moto's test keys, unless a real S3 and its keys are given."""
+    if REAL_S3_ENDPOINT and os.environ.get("AWS_ACCESS_KEY_ID"):
+        return {}
+    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @dataclass

@@ -13,12 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml_dash.errors import StorageError
-from ml_dash.records import ExperimentInfo
+from ml_dash.records import AppendResult, ExperimentInfo
 from ml_dash.stores import chunk_codec
 from ml_dash.stores.mongo import MongoStore
 from ml_dash.stores.mongo_metrics import stream_id
+from support.processes import free_port
 
-from .services import Place, free_port, start_s3
+from .services import Place, start_s3
 
 PREFIX = "alice/cold/run-1"
 
@@ -229,9 +230,9 @@ def test_a_crash_between_manifest_and_hot_delete_is_recovered_by_the_next_read(p
 
 def test_a_resent_batch_already_in_s3_is_not_stored_again(place: Place) -> None:
     store = opened(place.store(chunk_size=100))
-    assert store.append_metrics(PREFIX, "train", points(0, 100), batch_id="b-1") == 0
+    assert store.append_metrics(PREFIX, "train", points(0, 100), batch_id="b-1") == AppendResult(0, 100, False)
     assert store.metric_stats(PREFIX, "train").get("coldDataPoints") == 100
-    assert store.append_metrics(PREFIX, "train", points(0, 100), batch_id="b-1") == 0
+    assert store.append_metrics(PREFIX, "train", points(0, 100), batch_id="b-1") == AppendResult(0, 100, True)
     assert hot_indexes(store) == []
     assert steps(store) == list(range(100))
     assert store.metric_stats(PREFIX, "train")["totalDataPoints"] == 100

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 from ml_dash.errors import StorageError
-from ml_dash.records import ExperimentInfo, LogRecord
+from ml_dash.records import AppendResult, ExperimentInfo, LogRecord, StreamDescription
+from ml_dash.stores.mongo_docs import description_from_doc
 from ml_dash.stores.mongo_metrics import stream_id
+from support.processes import child_env, free_port
 
-from .services import Place, free_port, s3_credentials, start_mongo
+from .services import Place, s3_credentials, start_mongo
 
 PREFIX = "alice/mongo/run-1"
 
@@ -67,7 +69,8 @@ def test_two_stores_appending_to_one_metric_get_unique_gapless_indexes(place: Pl
             first = stores[number].append_metrics(
                 PREFIX, "train", [{"writer": number, "k": batch * 7 + j, "_ts": 1.0} for j in range(7)]
             )
-            firsts.append((first, number, batch))
+            assert first.first is not None
+            firsts.append((first.first, number, batch))
 
     run_threads(2, write)
     page = stores[0].read_metrics(PREFIX, "train", 0, 10_000)
@@ -100,7 +103,7 @@ def test_two_os_processes_appending_to_one_metric_get_unique_gapless_indexes(pla
     store = place.store(chunk_size=100)
     store.open_experiment(info())
     argv = [place.svc.mongo_uri, place.database, place.bucket, place.svc.s3_endpoint, json.dumps(s3_credentials())]
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, *argv, str(n)]) for n in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, *argv, str(n)], env=child_env()) for n in range(2)]
     assert [proc.wait(timeout=300) for proc in procs] == [0, 0]
     page = store.read_metrics(PREFIX, "train", 0, 10_000)
     assert [p["index"] for p in page["data"]] == list(range(400))
@@ -117,10 +120,12 @@ def test_a_batch_sent_twice_at_once_is_stored_once(place: Place) -> None:
     stores[0].open_experiment(info())
     for round_ in range(10):
         batch = [{"round": round_, "j": j, "_ts": 1.0} for j in range(5)]
-        firsts: list[int] = []
+        firsts: list[int | None] = []
 
-        def send(n: int, batch: list[dict[str, Any]] = batch, round_: int = round_, firsts: list[int] = firsts) -> None:
-            firsts.append(stores[n].append_metrics(PREFIX, "train", batch, batch_id=f"same-{round_}"))
+        def send(
+            n: int, batch: list[dict[str, Any]] = batch, round_: int = round_, firsts: list[int | None] = firsts
+        ) -> None:
+            firsts.append(stores[n].append_metrics(PREFIX, "train", batch, batch_id=f"same-{round_}").first)
 
         run_threads(2, send)
         assert firsts == [round_ * 5, round_ * 5]
@@ -134,8 +139,8 @@ def test_a_batch_claimed_by_a_process_that_died_is_taken_over(place: Place) -> N
     sid = stream_id(PREFIX, "train")
     store.db["batches"].insert_one({"_id": f"{sid}:orphan", "counter": sid, "count": 3, "first": None})
     batch = [{"j": j, "_ts": 1.0} for j in range(3)]
-    assert store.append_metrics(PREFIX, "train", batch, batch_id="orphan") == 0
-    assert store.append_metrics(PREFIX, "train", batch, batch_id="orphan") == 0
+    assert store.append_metrics(PREFIX, "train", batch, batch_id="orphan") == AppendResult(0, 3, False)
+    assert store.append_metrics(PREFIX, "train", batch, batch_id="orphan") == AppendResult(0, 3, True)
     assert store.read_metrics(PREFIX, "train", 0, 10)["total"] == 3
 
 
@@ -146,8 +151,8 @@ def test_a_resend_after_a_crash_before_the_points_were_written_stores_them_once(
     sid = stream_id(PREFIX, "train")
     store.metric_tier.ledger.reserve(sid, 4, "crashed", {"exp": PREFIX, "name": "train"})  # ...and died
     batch = [{"j": j, "_ts": 1.0} for j in range(4)]
-    assert store.append_metrics(PREFIX, "train", batch, batch_id="crashed") == 1
-    assert store.append_metrics(PREFIX, "train", batch, batch_id="crashed") == 1
+    assert store.append_metrics(PREFIX, "train", batch, batch_id="crashed") == AppendResult(1, 4, True)
+    assert store.append_metrics(PREFIX, "train", batch, batch_id="crashed") == AppendResult(1, 4, True)
     assert [p["data"]["j"] for p in store.read_metrics(PREFIX, "train", 0, 10)["data"]] == [-1, 0, 1, 2, 3]
 
 
@@ -155,11 +160,32 @@ def test_a_log_batch_sent_again_after_a_partial_write_is_completed_not_doubled(p
     store = place.store()
     store.open_experiment(info())
     records = [LogRecord(float(i), "info", f"line {i}", {"i": i}) for i in range(6)]
-    assert store.append_logs(PREFIX, records, batch_id="L") == 0
+    assert store.append_logs(PREFIX, records, batch_id="L") == AppendResult(0, 6, False)
     store.logs.delete_many({"seq": {"$gte": 3}})  # as if the process had died mid-insert
-    assert store.append_logs(PREFIX, records, batch_id="L") == 0
+    assert store.append_logs(PREFIX, records, batch_id="L") == AppendResult(0, 6, True)
     assert [line["message"] for line in store.query_logs(PREFIX, {})["logs"]] == [f"line {i}" for i in range(6)]
 
+
+
+def test_a_resent_track_batch_is_answered_as_duplicate_and_stored_once(place: Place) -> None:
+    store = place.store()
+    store.open_experiment(info())
+    entries = [{"timestamp": 1.0, "x": 1}, {"timestamp": 2.0, "x": 2}]
+    assert store.append_tracks(PREFIX, "pos", entries, batch_id="T") == AppendResult(None, 2, False)
+    assert store.append_tracks(PREFIX, "pos", entries, batch_id="T") == AppendResult(None, 2, True)
+    assert store.append_tracks(PREFIX, "pos", [], batch_id="E") == AppendResult(None, 0, False)
+    assert store.read_tracks(PREFIX, "pos") == entries
+
+
+def test_describe_stream_replaces_the_streams_description_without_listing_an_empty_stream(place: Place) -> None:
+    store = place.store()
+    store.open_experiment(info())
+    store.describe_stream(PREFIX, "train/loss", StreamDescription("first", ("a",), {"k": 1}))
+    store.describe_stream(PREFIX, "train/loss", StreamDescription("loss", ("b", "c"), {"$set": math.inf}))
+    (doc,) = store.db["stream_descriptions"].find({"exp": PREFIX})
+    assert (doc["_id"], doc["name"]) == (stream_id(PREFIX, "train/loss"), "train/loss")
+    assert description_from_doc(doc) == StreamDescription("loss", ("b", "c"), {"$set": math.inf})
+    assert store.list_metrics(PREFIX) == []
 
 ODD_KEYS = {
     "$set": {"$inc": 1},
@@ -238,6 +264,6 @@ def test_a_mongodb_that_goes_away_raises_storage_error_and_recovers(place: Place
         server = start_mongo(place.svc.workdir, port=server.port)  # a new, empty server on the same port
         assert store.get_experiment(PREFIX) is None
         store.open_experiment(info())
-        assert store.append_metrics(PREFIX, "train", [{"x": 1, "_ts": 1.0}]) == 0
+        assert store.append_metrics(PREFIX, "train", [{"x": 1, "_ts": 1.0}]).first == 0
     finally:
         server.stop()

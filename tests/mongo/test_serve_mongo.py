@@ -24,39 +24,39 @@ from ml_dash.errors import InvalidNameError, NotFoundError, StorageError
 from ml_dash.server.mongo_auth import MongoTokenStore
 from ml_dash.server.mongo_backend import MongoSettings, check_backend, redact
 from ml_dash.stores.remote import RemoteStore
+from support.processes import HANG_GUARD, ServerProcess, child_env, free_port, ml_dash, start
 
-from .remote_backend import HANG_GUARD, MongoServer, backend_args, child_env, ml_dash
-from .services import REAL_MONGO_URI, LocalServer, Place, _tool, free_port, start_mongo
+from .remote_backend import backend_args, mongo_server
+from .services import REAL_MONGO_URI, LocalServer, Place, _tool, s3_env, start_mongo
 
 PREFIX = "alice/serve/run-1"
-PROCS = Path(__file__).resolve().parent / "procs"
 
 
 @pytest.fixture
-def servers() -> Iterator[list[MongoServer]]:
+def servers() -> Iterator[list[ServerProcess]]:
     """Servers a test starts (append to the list); all stopped at the end."""
-    started: list[MongoServer] = []
+    started: list[ServerProcess] = []
     yield started
     for server in started:
-        server.close()
+        server.stop()
 
 
-def start_all(servers: list[MongoServer], *new: MongoServer) -> list[MongoServer]:
+def start_all(servers: list[ServerProcess], *new: ServerProcess) -> list[ServerProcess]:
     """Start ``new`` servers side by side (their start-ups overlap) and wait for each."""
     servers.extend(new)
     for server in new:
-        server.start_child()
+        server.launch()
     for server in new:
         server.wait_ready()
     return list(new)
 
 
 def indexes_and_points(url: str, name: str = "shared", api_key: str | None = None) -> list[dict[str, Any]]:
-    store = RemoteStore(url, api_key=api_key, spool_root="/nonexistent-spool", wait_for_ack=True)
+    store = RemoteStore(url, api_key=api_key)
     try:
         page = store.read_metrics(PREFIX, name, 0, 100_000)
     finally:
-        store.close(timeout=1.0)
+        store.close()
     return page["data"]
 
 
@@ -68,10 +68,10 @@ def indexes_and_points(url: str, name: str = "shared", api_key: str | None = Non
     [(4, 400, 100), pytest.param(8, 5000, 1000, marks=pytest.mark.slow, id="8x5000")],
 )
 def test_two_servers_on_one_database_give_every_client_point_one_index_and_read_alike(
-    place: Place, servers: list[MongoServer], tmp_path: Path, writers: int, points: int, chunk: int
+    place: Place, servers: list[ServerProcess], tmp_path: Path, writers: int, points: int, chunk: int
 ) -> None:
-    by_flags = MongoServer(*backend_args(place, chunk_size=chunk))
-    by_env = MongoServer("--chunk-size", str(chunk), env={
+    by_flags = mongo_server(*backend_args(place, chunk_size=chunk))
+    by_env = mongo_server("--chunk-size", str(chunk), env={
         "ML_DASH_MONGO_URI": place.svc.mongo_uri,
         "ML_DASH_MONGO_DB": place.database,
         "ML_DASH_S3": f"s3://{place.bucket}/chunks",
@@ -83,11 +83,8 @@ def test_two_servers_on_one_database_give_every_client_point_one_index_and_read_
         assert "multi-server" in server.stdout and place.database in server.stdout
 
     procs = [
-        subprocess.Popen(
-            [sys.executable, str(PROCS / "remote_writer.py"), "--url", servers[w % 2].url, "--prefix", PREFIX,
-             "--worker", str(w), "--points", str(points)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=child_env(),
-        )
+        start("mongo/procs/remote_writer.py", "--url", servers[w % 2].url, "--prefix", PREFIX, "--worker", w,
+              "--points", points, stdin=subprocess.PIPE, cwd=tmp_path)
         for w in range(writers)
     ]
     try:
@@ -131,7 +128,8 @@ def test_servers_on_one_database_must_agree_on_the_chunk_size(place: Place) -> N
     store = place.store(chunk_size=100)
     assert check_backend(settings, store).warnings == []  # records 100 in the database
     assert check_backend(settings, store).warnings == []  # the same again is fine
-    refused = ml_dash("serve", "--port", str(free_port()), *backend_args(place, chunk_size=200), check=False)
+    refused = ml_dash("serve", "--port", str(free_port()), *backend_args(place, chunk_size=200), check=False,
+                      env=s3_env())
     assert refused.returncode == 2
     assert "--chunk-size 100" in refused.stderr
 
@@ -140,11 +138,11 @@ def test_servers_on_one_database_must_agree_on_the_chunk_size(place: Place) -> N
 
 
 def test_a_server_whose_mongodb_is_unreachable_starts_and_answers_503_quickly(
-    place: Place, servers: list[MongoServer]
+    place: Place, servers: list[ServerProcess]
 ) -> None:
     dead = f"mongodb://127.0.0.1:{free_port()}"
-    open_server = MongoServer(*backend_args(place, mongo_uri=dead))
-    auth_server = MongoServer("--auth", *backend_args(place, mongo_uri=dead))
+    open_server = mongo_server(*backend_args(place, mongo_uri=dead))
+    auth_server = mongo_server("--auth", *backend_args(place, mongo_uri=dead))
     start_all(servers, open_server, auth_server)
     assert "cannot reach MongoDB" in open_server.stderr
     assert httpx.get(f"{open_server.url}/health").json()["backend"] == "mongo"
@@ -167,13 +165,9 @@ def test_a_server_whose_mongodb_is_unreachable_starts_and_answers_503_quickly(
 
 def start_file_mongo(workdir: Path, db_file: Path, port: int | None = None) -> LocalServer:
     """``nx-27017 --db FILE``: its data outlives a restart on the same file."""
-    tool = _tool("nx-27017")
-    if tool is None:
+    if _tool("nx-27017") is None:
         pytest.skip("nx-27017 is not installed")
-    port = port or free_port()
-    argv = [tool, "--db", str(db_file), "-p", str(port), "--host", "127.0.0.1",
-            "--log-file", str(workdir / f"nx-{port}.log"), "--pid-file", str(workdir / f"nx-{port}.pid")]
-    return LocalServer("nx-27017", argv, port, workdir / f"nx-{port}.out").start()
+    return start_mongo(workdir, port, db=str(db_file))
 
 
 def wait_for(condition: Any, what: str, hang_guard: float = HANG_GUARD) -> None:
@@ -186,12 +180,12 @@ def wait_for(condition: Any, what: str, hang_guard: float = HANG_GUARD) -> None:
 
 @pytest.mark.skipif(REAL_MONGO_URI is not None, reason="stops and restarts its own MongoDB-protocol server")
 def test_an_sdk_client_keeps_its_spool_through_a_mongodb_outage_and_nothing_is_lost_or_doubled(
-    place: Place, servers: list[MongoServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    place: Place, servers: list[ServerProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mongo = start_file_mongo(place.svc.workdir, tmp_path / "mongo.db")
     try:
         uri = f"mongodb://127.0.0.1:{mongo.port}"
-        (server,) = start_all(servers, MongoServer(*backend_args(place, mongo_uri=uri, chunk_size=100)))
+        (server,) = start_all(servers, mongo_server(*backend_args(place, mongo_uri=uri, chunk_size=100)))
         monkeypatch.chdir(tmp_path)
         spool = tmp_path / ".dash" / ".spool"
         with warnings.catch_warnings(record=True) as caught:
@@ -237,23 +231,23 @@ def test_an_sdk_client_keeps_its_spool_through_a_mongodb_outage_and_nothing_is_l
 
 
 def test_tokens_created_with_the_cli_in_mongodb_open_the_server_until_revoked(
-    place: Place, servers: list[MongoServer]
+    place: Place, servers: list[ServerProcess]
 ) -> None:
     mongo = ["--mongo", place.svc.mongo_uri, "--mongo-db", place.database]
     created = ml_dash("token", "create", "--owner", "alice", *mongo)
     token = created.stdout.strip()
     token_id = token.split("_")[1]
     assert place.database in created.stderr and "tokens" in created.stderr
-    (server,) = start_all(servers, MongoServer("--auth", *backend_args(place)))
+    (server,) = start_all(servers, mongo_server("--auth", *backend_args(place)))
     assert "auth: ON" in server.stdout
 
-    alice = RemoteStore(server.url, api_key=token, spool_root="/nonexistent-spool", wait_for_ack=True)
+    alice = RemoteStore(server.url, api_key=token)
     try:
         from ml_dash.errors import ForbiddenError, UnauthorizedError
         from ml_dash.records import ExperimentInfo
 
         alice.open_experiment(ExperimentInfo(PREFIX, "alice", "serve", "run-1"))
-        assert alice.append_metrics(PREFIX, "m", [{"x": 1, "_ts": 1.0}]) == 0
+        assert alice.append_metrics(PREFIX, "m", [{"x": 1, "_ts": 1.0}]).first == 0
         with pytest.raises(ForbiddenError):
             alice.open_experiment(ExperimentInfo("bob/serve/run-1", "bob", "serve", "run-1"))
 
@@ -272,7 +266,7 @@ def test_tokens_created_with_the_cli_in_mongodb_open_the_server_until_revoked(
         unknown = ml_dash("token", "revoke", "0000000000", *mongo, check=False)
         assert unknown.returncode == 2 and "no token" in unknown.stderr
     finally:
-        alice.close(timeout=1.0)
+        alice.close()
 
 
 def test_mongo_token_store_verifies_lists_and_revokes_across_instances(place: Place) -> None:

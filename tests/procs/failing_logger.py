@@ -14,7 +14,7 @@ topic). Logging calls must never raise; any exception is recorded and reported.
 ``--then recover``  clears the failure (raises the limit / chmods back), logs
                     ``--after`` more steps and completes the run.
 
-``--max-pending N`` sets ``exp._writer.max_pending`` right after the start.
+``--max-pending N`` sets ``exp._session._writer.max_pending`` right after the start.
 
 Prints one JSON document on the last line of stdout.
 """
@@ -124,7 +124,7 @@ def main() -> None:
             exp.flush()
         limit_file_size()
     if args.max_pending is not None:
-        exp._writer.max_pending = args.max_pending  # type: ignore[union-attr]
+        exp._session._writer.max_pending = args.max_pending  # type: ignore[union-attr]
     max_pending_seen = 0
     pad = "p" * 40
 
@@ -137,7 +137,7 @@ def main() -> None:
             out["logged"] = i + 1
         except Exception:
             out["exceptions"].append(traceback.format_exc())
-        writer = exp._writer
+        writer = exp._session._writer
         if writer is not None:
             max_pending_seen = max(max_pending_seen, writer._pending_total)
         if i % 64 == 63:
@@ -165,7 +165,7 @@ def main() -> None:
         time.sleep(args.flush_interval)
     time.sleep(3 * args.flush_interval)
     out["failing_noticed"] = any("cannot write" in w for w in caught)
-    writer = exp._writer
+    writer = exp._session._writer
     out["last_error"] = writer.last_error if writer is not None else None
 
     if args.then == "recover":

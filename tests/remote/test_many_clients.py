@@ -11,11 +11,13 @@ appends a 200-point batch every 50 ms while the clients run (its stream is check
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,8 @@ import msgspec
 import pytest
 
 from ml_dash.stores.local import LocalStore
-
-from .procs._support import Child, Server, cpu_seconds, percentile, spooled_left
+from support.files import spooled_left
+from support.processes import Child, ServerProcess, cpu_seconds
 
 CLIENTS = 32
 SHARING = 16  # clients CLIENTS - SHARING .. CLIENTS - 1 share one experiment and metric
@@ -99,6 +101,15 @@ class Probe(threading.Thread):
                 self.seconds.append(took)
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (nearest rank) of ``values``; NaN for none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
 def latency_line(label: str, seconds: list[float]) -> str:
     ms = [s * 1e3 for s in seconds]
     return (
@@ -109,13 +120,15 @@ def latency_line(label: str, seconds: list[float]) -> str:
 
 @pytest.mark.slow
 def test_32_clients_log_at_once_to_one_server(tmp_path: Path) -> None:
-    server = Server(tmp_path / "server-root").start()
+    server = ServerProcess(root=tmp_path / "server-root").start()
     chats: list[Child] = []
     try:
         for client in range(CLIENTS):
             workdir = tmp_path / f"client-{client}"
             workdir.mkdir()
-            chats.append(Child("many_logger.py", server.url, prefix_of(client), client, POINTS, cwd=workdir))
+            chats.append(
+                Child("remote/procs/many_logger.py", server.url, prefix_of(client), client, POINTS, cwd=workdir)
+            )
         for chat in chats:
             assert chat.receive(HANG_GUARD) == {"ready": True}
         probe = Probe(server.url)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +11,12 @@ import pytest
 
 from ml_dash import Experiment
 from ml_dash.stores.local import LocalStore
-from server import ServerProcess, free_port, running
+from support.processes import ServerProcess, free_port, ml_dash, running
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    with running(tmp_path / "server-root") as proc:
+    with running(root=tmp_path / "server-root") as proc:
         yield proc
 
 
@@ -86,20 +84,14 @@ def test_close_is_bounded_when_the_server_is_down_and_sync_sends_the_rest_later(
     assert any("spooled" in str(w.message) for w in caught)
 
     # Nothing reached a server; the requests wait in the spool under the default root.
-    server = ServerProcess(tmp_path / "server-root", port=port)
+    server = ServerProcess(root=tmp_path / "server-root", port=port)
     try:
-        server.wait_ready()
-        result = subprocess.run(
-            [sys.executable, "-m", "ml_dash", "--root", str(root), "sync"],
-            capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
-        )
+        server.start()
+        result = ml_dash("--root", str(root), "sync", check=False, timeout=120)  # in tmp_path, the working folder
         assert result.returncode == 0, result.stderr
         assert _indexes(server.root, prefix, "train") == list(range(2000))
         # A second sync finds nothing left and stores nothing twice.
-        again = subprocess.run(
-            [sys.executable, "-m", "ml_dash", "--root", str(root), "sync"],
-            capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
-        )
+        again = ml_dash("--root", str(root), "sync", check=False)
         assert again.returncode == 0
         assert _indexes(server.root, prefix, "train") == list(range(2000))
     finally:

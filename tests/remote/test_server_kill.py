@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from ml_dash.stores.local import LocalStore
-
-from .procs._support import HANG_GUARD, Child, Server, spooled_left
+from support.files import spooled_left
+from support.processes import HANG_GUARD, Child, ServerProcess
 
 PREFIX = "alice/kill/run-1"
 CLOSE_TIMEOUT = 120.0  # close waits for the server this long at most (a hang guard, not a target)
@@ -34,7 +34,7 @@ CLOSE_TIMEOUT = 120.0  # close waits for the server this long at most (a hang gu
 class Run:
     """The client, its server and what the client answered."""
 
-    server: Server
+    server: ServerProcess
     chat: Child
     workdir: Path
     answers: list[dict[str, Any]] = field(default_factory=list)
@@ -50,7 +50,7 @@ class Run:
         return answer
 
 
-def stored_points(server: Server) -> int:
+def stored_points(server: ServerProcess) -> int:
     """How many points of ``train`` the running server holds (it answers on its own port)."""
     response = httpx.get(f"{server.url}/api/v1/metrics/stats", params={"prefix": PREFIX, "name": "train"}, timeout=30)
     return int(response.json()["totalDataPoints"])
@@ -96,10 +96,10 @@ def check_stored(root: Path, n: int) -> None:
 
 
 def start_run(tmp_path: Path, flush_interval: float) -> Run:
-    server = Server(tmp_path / "server-root").start()
+    server = ServerProcess(root=tmp_path / "server-root").start()
     workdir = tmp_path / "client"
     workdir.mkdir()
-    chat = Child("remote_logger.py", server.url, PREFIX, CLOSE_TIMEOUT, flush_interval, cwd=workdir)
+    chat = Child("remote/procs/remote_logger.py", server.url, PREFIX, CLOSE_TIMEOUT, flush_interval, cwd=workdir)
     assert chat.receive() == {"ready": True}
     return Run(server, chat, workdir)
 

@@ -15,10 +15,11 @@ import pytest
 
 from ml_dash import Experiment
 from ml_dash.errors import StorageError
+from ml_dash.records import StreamDescription
 from ml_dash.server import create_app
 from ml_dash.stores.local import LocalStore
-
-from . import PREFIX, AppClient, app_client, running
+from support.app import PREFIX, AppClient, app_client
+from support.processes import running
 
 Q = {"prefix": PREFIX}
 
@@ -70,7 +71,7 @@ def test_openapi_describes_every_route_with_its_body_and_answer_schemas(client: 
         ("POST", "/api/v1/experiment/open"), ("POST", "/api/v1/experiment/update"),
         ("GET", "/api/v1/experiment"), ("GET", "/api/v1/experiments"),
         ("POST", "/api/v1/params"), ("GET", "/api/v1/params"),
-        ("POST", "/api/v1/metrics/append"), ("GET", "/api/v1/metrics/read"),
+        ("POST", "/api/v1/metrics/append"), ("POST", "/api/v1/metrics/describe"), ("GET", "/api/v1/metrics/read"),
         ("GET", "/api/v1/metrics/stats"), ("GET", "/api/v1/metrics/list"),
         ("POST", "/api/v1/logs/append"), ("GET", "/api/v1/logs"),
         ("POST", "/api/v1/tracks/append"), ("GET", "/api/v1/tracks/read"), ("GET", "/api/v1/tracks/list"),
@@ -253,6 +254,53 @@ def test_metrics_read_limit_over_100000_is_invalid_value(client: AppClient) -> N
     refused(client.get("/api/v1/metrics/read", params={**Q, "name": "m", "start_index": -1}), 422, "invalid_value")
 
 
+class DescribingStore(LocalStore):
+    """A LocalStore that also keeps the stream descriptions it was given."""
+
+    described: list[tuple[str, str, StreamDescription]]
+
+    def describe_stream(self, prefix: str, name: str, description: StreamDescription) -> None:
+        self.described.append((prefix, name, description))
+        super().describe_stream(prefix, name, description)
+
+
+def test_describe_stream_hands_description_tags_and_metadata_to_the_store(dash_root: Path) -> None:
+    store = DescribingStore(dash_root)
+    store.described = []
+    client = AppClient(create_app(store))
+    try:
+        open_run(client)
+        body = {"description": "training loss", "tags": ["loss", "train"],
+                "metadata": {"unit": "nats", "floor": None}, "nonFinite": {"/floor": "-Infinity"}}
+        answer = ok(client.post("/api/v1/metrics/describe", params={**Q, "name": "train/loss"}, json=body))
+        assert answer == body
+        assert store.described == [
+            (PREFIX, "train/loss", StreamDescription("training loss", ("loss", "train"),
+                                                     {"unit": "nats", "floor": -math.inf}))
+        ]
+        stored = json.loads((dash_root / PREFIX / "metrics/train/loss/metadata.json").read_text())
+        assert (stored["description"], stored["tags"]) == ("training loss", ["loss", "train"])
+        again = ok(client.post("/api/v1/metrics/describe", params={**Q, "name": "train/loss"}, json={}))
+        assert again == {"description": None, "tags": [], "metadata": {}}
+        assert store.described[-1][2] == StreamDescription()
+    finally:
+        client.close()
+
+
+def test_describe_stream_refuses_bad_bodies_and_names(client: AppClient, dash_root: Path) -> None:
+    def describe(name: str, body: Any) -> httpx.Response:
+        return client.post("/api/v1/metrics/describe", params={**Q, "name": name}, json=body)
+
+    refused(describe("train", {"colour": "red"}), 400, "bad_request")
+    refused(describe("train", {"tags": "one"}), 400, "bad_request")
+    refused(describe("../up", {}), 400, "invalid_name")
+    nested: Any = {}
+    for _ in range(40):
+        nested = {"n": nested}
+    refused(describe("train", {"metadata": nested}), 422, "invalid_value")
+    refused(describe("train", {"metadata": {"x": None}, "nonFinite": {"/x": "Big"}}), 422, "invalid_value")
+    assert not dash_root.exists()
+
 # -- logs ----------------------------------------------------------------------------------
 
 
@@ -419,15 +467,16 @@ def test_more_than_100000_items_in_one_append_is_too_large(client: AppClient, da
     assert not dash_root.exists()
 
 
-def test_an_empty_append_stores_nothing(client: AppClient, dash_root: Path) -> None:
-    assert ok(append_metrics(client, "b-1", []))["count"] == 0
-    assert ok(append_logs(client, "l-1", []))["count"] == 0
-    assert ok(append_tracks(client, "t-1", []))["count"] == 0
+def test_an_empty_append_stores_nothing_and_answers_no_first_index(client: AppClient, dash_root: Path) -> None:
+    assert ok(append_metrics(client, "b-1", [])) == {"firstIndex": None, "count": 0, "duplicate": False}
+    assert ok(append_logs(client, "l-1", [])) == {"firstSequence": None, "count": 0, "duplicate": False}
+    assert ok(append_tracks(client, "t-1", [])) == {"count": 0, "duplicate": False}
     assert not (dash_root / "alice/proj/run-1/metrics").exists()
 
 
 class FullDiskStore(LocalStore):
-    """A LocalStore whose disk is full for params, and with a bug in listing."""
+    """A LocalStore whose disk is full for params, which lets an OSError escape (a bug:
+    stores translate their backend's errors), and with a bug in listing."""
 
     def set_params(self, prefix: str, flat: dict[str, Any]) -> Any:
         raise StorageError(f"cannot write {self.root}/{prefix}/parameters.json: [Errno 28] No space left on device")
@@ -442,11 +491,11 @@ class FullDiskStore(LocalStore):
 def test_storage_trouble_is_503_and_bugs_are_500_without_server_paths(dash_root: Path) -> None:
     client = AppClient(create_app(FullDiskStore(dash_root)), raise_app_exceptions=False)
     try:
-        for response in (client.post("/api/v1/params", params=Q, json={"params": {"a": 1}}),
-                         client.get("/api/v1/params", params=Q)):
-            message = refused(response, 503, "storage_error")
-            assert "retry later" in message and str(dash_root) not in message
-        assert "bug" in refused(client.get("/api/v1/experiments"), 500, "error")
+        message = refused(client.post("/api/v1/params", params=Q, json={"params": {"a": 1}}), 503, "storage_error")
+        assert "retry later" in message and str(dash_root) not in message
+        for response in (client.get("/api/v1/params", params=Q), client.get("/api/v1/experiments")):
+            message = refused(response, 500, "error")
+            assert "bug" in message and str(dash_root) not in message
     finally:
         client.close()
 
@@ -458,7 +507,7 @@ def test_ml_dash_serve_serves_the_folder_the_sdk_writes(tmp_path: Path) -> None:
     root = tmp_path / ".dash"
     with Experiment(prefix="alice/proj/local", dash_root=root).run as exp:
         exp.metrics("train").log(loss=0.25, _ts=5.0)
-    with running(root) as server:
+    with running(root=root) as server:
         assert "auth: OFF" in server.stdout and "single-server" in server.stdout
         assert f"http://127.0.0.1:{server.port}" in server.stdout
         with httpx.Client(base_url=server.url, timeout=30) as http:

@@ -16,8 +16,8 @@ from ml_dash.names import parse_prefix
 from ml_dash.records import ExperimentInfo
 from ml_dash.server import FileTokenStore
 from ml_dash.stores.local import LocalStore
-
-from . import AppClient, app_client, ml_dash, snapshot
+from support.app import AppClient, app_client, route_calls, snapshot
+from support.processes import ml_dash
 
 # -- FileTokenStore --------------------------------------------------------------------------
 
@@ -90,29 +90,7 @@ ALICE = "alice/proj/run-1"
 BOB = "bob/proj/run-1"
 
 
-def calls(prefix: str) -> list[tuple[str, str, dict[str, Any], Any]]:
-    """One call per route (method, path, query, JSON body) on ``prefix``."""
-    q = {"prefix": prefix}
-    return [
-        ("POST", "/api/v1/experiment/open", {}, {"prefix": prefix}),
-        ("POST", "/api/v1/experiment/update", q, {"status": "COMPLETED"}),
-        ("GET", "/api/v1/experiment", q, None),
-        ("POST", "/api/v1/params", q, {"params": {"lr": 1}}),
-        ("GET", "/api/v1/params", q, None),
-        ("POST", "/api/v1/metrics/append", {**q, "name": "m"}, {"batchId": "b-9", "points": [{"v": 1}]}),
-        ("GET", "/api/v1/metrics/read", {**q, "name": "m"}, None),
-        ("GET", "/api/v1/metrics/stats", {**q, "name": "m"}, None),
-        ("GET", "/api/v1/metrics/list", q, None),
-        ("POST", "/api/v1/logs/append", q, {"batchId": "l-9", "records": [{"ts": 1.0, "level": "info",
-                                                                              "message": "m"}]}),
-        ("GET", "/api/v1/logs", q, None),
-        ("POST", "/api/v1/tracks/append", {**q, "topic": "t"}, {"batchId": "t-9", "entries": [{"timestamp": 1.0}]}),
-        ("GET", "/api/v1/tracks/read", {**q, "topic": "t"}, None),
-        ("GET", "/api/v1/tracks/list", q, None),
-    ]
-
-
-ROUTES = [f"{method} {path}" for method, path, _, _ in calls(ALICE)]
+ROUTES = [f"{method} {path}" for method, path, _, _ in route_calls(ALICE)]
 
 
 @pytest.fixture
@@ -159,15 +137,15 @@ def test_every_route_needs_a_valid_token_and_a_refused_call_changes_nothing(
         bearer(auth_env["revoked"]),
     ]
     for headers in unauthorised:
-        response = send(client, calls(ALICE)[index], headers)
+        response = send(client, route_calls(ALICE)[index], headers)
         assert response.status_code == 401, (headers, response.text)
         assert response.json()["code"] == "unauthorized"
         assert response.headers["www-authenticate"] == "Bearer"
-    forbidden = send(client, calls(BOB)[index], bearer(auth_env["alice"]))
+    forbidden = send(client, route_calls(BOB)[index], bearer(auth_env["alice"]))
     assert forbidden.status_code == 403, forbidden.text
     assert forbidden.json()["code"] == "forbidden"
     assert snapshot(root) == before
-    allowed = send(client, calls(ALICE)[index], bearer(auth_env["alice"]))
+    allowed = send(client, route_calls(ALICE)[index], bearer(auth_env["alice"]))
     assert allowed.status_code == 200, allowed.text
 
 
@@ -204,8 +182,8 @@ def test_without_auth_every_owner_goes(dash_root: Path) -> None:
     client, store = app_client(dash_root)
     try:
         for prefix in (ALICE, BOB):
-            assert send(client, calls(prefix)[0], {}).status_code == 200
-        assert send(client, calls(BOB)[0], bearer("garbage")).status_code == 200
+            assert send(client, route_calls(prefix)[0], {}).status_code == 200
+        assert send(client, route_calls(BOB)[0], bearer("garbage")).status_code == 200
     finally:
         client.close()
         store.close()

@@ -12,8 +12,8 @@ import pytest
 from ml_dash.names import parse_prefix
 from ml_dash.records import ExperimentInfo
 from ml_dash.stores.local import LocalStore
-
-from . import PREFIX, AppClient, app_client, ml_dash, running, snapshot
+from support.app import PREFIX, AppClient, app_client, route_calls, snapshot
+from support.processes import ml_dash, running
 
 BAD_SEGMENTS = {
     "dotdot": "..",
@@ -75,26 +75,6 @@ def refused_4xx(response: httpx.Response, code: str | None = None) -> None:
         assert body["code"] == code, body
 
 
-def prefix_calls(prefix: str) -> list[tuple[str, str, dict[str, Any], Any]]:
-    q = {"prefix": prefix}
-    return [
-        ("POST", "/api/v1/experiment/open", {}, {"prefix": prefix}),
-        ("POST", "/api/v1/experiment/update", q, {"status": "FAILED"}),
-        ("GET", "/api/v1/experiment", q, None),
-        ("POST", "/api/v1/params", q, {"params": {"a": 1}}),
-        ("GET", "/api/v1/params", q, None),
-        ("POST", "/api/v1/metrics/append", {**q, "name": "m"}, {"batchId": "b", "points": [{"v": 2}]}),
-        ("GET", "/api/v1/metrics/read", {**q, "name": "m"}, None),
-        ("GET", "/api/v1/metrics/stats", {**q, "name": "m"}, None),
-        ("GET", "/api/v1/metrics/list", q, None),
-        ("POST", "/api/v1/logs/append", q, {"batchId": "b", "records": [{"ts": 1, "level": "info", "message": "m"}]}),
-        ("GET", "/api/v1/logs", q, None),
-        ("POST", "/api/v1/tracks/append", {**q, "topic": "t"}, {"batchId": "b", "entries": [{"timestamp": 1}]}),
-        ("GET", "/api/v1/tracks/read", {**q, "topic": "t"}, None),
-        ("GET", "/api/v1/tracks/list", q, None),
-    ]
-
-
 def name_calls(name: str) -> list[tuple[str, str, dict[str, Any], Any]]:
     q = {"prefix": PREFIX}
     return [
@@ -119,7 +99,7 @@ def test_bad_prefixes_are_invalid_names_on_every_route_and_change_nothing(
 ) -> None:
     client, root = seeded
     before = snapshot(root)
-    for call in prefix_calls(prefix):
+    for call in route_calls(prefix):
         response = send(client, call)
         refused_4xx(response, "invalid_name")
         assert response.status_code == 400
@@ -148,7 +128,7 @@ def test_escaping_names_touch_nothing_outside_the_root(seeded: tuple[AppClient, 
 
     before = outside()
     for prefix in ("../../x/y/z", "alice/../../../tmp/x", "alice/proj/../../../../x"):
-        for call in prefix_calls(prefix):
+        for call in route_calls(prefix):
             refused_4xx(send(client, call), "invalid_name")
     for name in ("../../../x", "a/../../../../x"):
         for call in name_calls(name):
@@ -164,7 +144,7 @@ def test_prefixes_running_into_the_stores_own_files_are_invalid_names(
     logs = {"batchId": "l", "records": [{"ts": 1.0, "level": "info", "message": "m"}]}
     assert client.post("/api/v1/logs/append", params={"prefix": PREFIX}, json=logs).status_code == 200
     before = snapshot(root)
-    for call in prefix_calls(prefix):
+    for call in route_calls(prefix):
         response = send(client, call)
         if response.status_code != 200:  # reads that find nothing answer empty
             refused_4xx(response, "invalid_name")
@@ -258,7 +238,7 @@ def test_an_app_with_allowed_hosts_refuses_other_host_headers(dash_root: Path) -
 
 def test_serve_answers_only_loopback_host_names_and_limits_bodies(tmp_path: Path) -> None:
     root = tmp_path / "dash"
-    with running(root, "--max-body", "4096") as server, httpx.Client(base_url=server.url, timeout=30) as http:
+    with running("--max-body", "4096", root=root) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.get("/health").status_code == 200
         foreign = http.get("/api/v1/experiments", headers={"host": "attacker.example"})
         assert foreign.status_code == 400 and foreign.json()["code"] == "bad_request"
@@ -283,7 +263,7 @@ def test_serve_answers_only_loopback_host_names_and_limits_bodies(tmp_path: Path
 def test_serve_on_all_interfaces_turns_auth_on_without_being_asked(tmp_path: Path) -> None:
     root = tmp_path / "dash"
     token = ml_dash("token", "create", "--owner", "alice", "--root", str(root)).stdout.strip()
-    with running(root, host="0.0.0.0") as server, httpx.Client(base_url=server.url, timeout=30) as http:
+    with running(root=root, host="0.0.0.0") as server, httpx.Client(base_url=server.url, timeout=30) as http:
         assert "auth: ON" in server.stdout
         refused = http.post("/api/v1/experiment/open", json={"prefix": "alice/p/r"})
         assert refused.status_code == 401 and refused.json()["code"] == "unauthorized"
@@ -297,7 +277,7 @@ def test_serve_on_all_interfaces_turns_auth_on_without_being_asked(tmp_path: Pat
 
 
 def test_serve_on_all_interfaces_with_insecure_warns_loudly_and_serves_without_tokens(tmp_path: Path) -> None:
-    with running(tmp_path / "dash", "--insecure", host="0.0.0.0") as server, \
+    with running("--insecure", root=tmp_path / "dash", host="0.0.0.0") as server, \
             httpx.Client(base_url=server.url, timeout=30) as http:
         assert "auth: OFF" in server.stdout
         assert "WARNING: auth is OFF on 0.0.0.0" in server.stderr
@@ -305,6 +285,6 @@ def test_serve_on_all_interfaces_with_insecure_warns_loudly_and_serves_without_t
 
 
 def test_serve_with_auth_on_loopback_requires_tokens_and_says_how_to_make_one(tmp_path: Path) -> None:
-    with running(tmp_path / "dash", "--auth") as server, httpx.Client(base_url=server.url, timeout=30) as http:
+    with running("--auth", root=tmp_path / "dash") as server, httpx.Client(base_url=server.url, timeout=30) as http:
         assert "auth: ON" in server.stdout and "ml-dash token create" in server.stdout
         assert http.get("/api/v1/experiments").status_code == 401

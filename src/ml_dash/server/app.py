@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import __version__
+from .. import __version__, wire
 from ..stores.base import Store
 from . import routes_experiments, routes_streams, schemas
 from .auth import TokenStore
@@ -82,8 +82,7 @@ def create_app(
         "/health",
         health,
         methods=["GET"],
-        responses={200: {"description": "OK", "content": {"application/json": {"schema": {
-            "$ref": schemas.REF.format(name="Health")}}}}},
+        responses={200: {"description": "OK", "content": {"application/json": {"schema": schemas.ref(wire.Health)}}}},
     )
     app.add_middleware(RequestGuard, max_body=max_body, allowed_hosts=allowed_hosts)
     return app
@@ -91,4 +90,4 @@ def create_app(
 
 async def health(request: Request) -> Response:
     """``{"status": "ok", "version", "backend"}``: the server is up (no token needed)."""
-    return MsgspecResponse({"status": "ok", "version": __version__, "backend": request.app.state.backend})
+    return MsgspecResponse(wire.encode(wire.Health("ok", __version__, request.app.state.backend)))

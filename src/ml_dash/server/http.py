@@ -3,11 +3,13 @@
 Every refusal leaves the server as ``{"code": str, "message": str}`` with the status
 ``ml_dash.errors.HTTP_STATUS`` gives for the code, whatever raised it: our own
 errors, FastAPI's parameter validation, Starlette's 404/405, or the size guard.
+Stores raise only ``MLDashError`` (each translates its backend's failures at its own
+edge), so this module maps codes and knows nothing of files or databases; any other
+exception is a bug (500).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
@@ -21,8 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import wire
-from ..errors import HTTP_STATUS, BadRequestError, MLDashError, StorageError, TooLargeError, UnauthorizedError
+from ..errors import HTTP_STATUS, BadRequestError, MLDashError, TooLargeError, UnauthorizedError
 from ..stores.base import Store
 from .auth import TokenStore
 from .validate import Access
@@ -36,9 +37,6 @@ _encode = msgspec.json.Encoder().encode
 # other validation error (missing, unparsable, wrong type) is a 400.
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"})
 OPEN_ACCESS = Access(None)
-# A name whose path runs into one of the store's files (".lock", "logs.jsonl", ...):
-# bad input, not trouble with the disk.
-_CLASH_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.EISDIR})
 _SERVER_SIDE = {
     "storage_error": "the store cannot read or write now; retry later (details are in the server log)",
     "error": "the server failed on this request (a bug; details are in the server log)",
@@ -62,23 +60,8 @@ def error_response(
     return MsgspecResponse({"code": code, "message": message}, status_code=status, headers=headers)
 
 
-def _name_clash(exc: BaseException | None) -> bool:
-    """True when ``exc`` (or what caused it) says a path ran into a file or folder of the store."""
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in _CLASH_ERRNOS:
-            return True
-        exc = exc.__cause__
-    return False
-
-
-def _clash_response() -> Response:
-    return error_response("invalid_name", "a name in this request collides with a file or folder the store keeps")
-
-
 def _on_mldash_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MLDashError)
-    if isinstance(exc, StorageError) and _name_clash(exc):
-        return _clash_response()
     if HTTP_STATUS.get(exc.code, 500) >= 500:
         # The details (paths on the server's disk) go to the log, not to the client.
         log.error("%s: %s", exc.code, exc.message)
@@ -120,13 +103,6 @@ def _on_recursion_error(_request: Request, _exc: Exception) -> Response:
     return error_response("bad_request", "the body is nested too deeply")
 
 
-def _on_os_error(_request: Request, exc: Exception) -> Response:
-    if _name_clash(exc):
-        return _clash_response()
-    log.error("storage_error: %s", exc)
-    return error_response("storage_error", _SERVER_SIDE["storage_error"])
-
-
 def _on_bug(_request: Request, exc: Exception) -> Response:
     # Starlette logs the traceback and re-raises after this answer is sent.
     return error_response("error", _SERVER_SIDE["error"])
@@ -138,7 +114,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RecursionError, _on_recursion_error)
-    app.add_exception_handler(OSError, _on_os_error)
     app.add_exception_handler(Exception, _on_bug)
 
 
@@ -217,36 +192,10 @@ async def read_json_body(request: Request) -> bytes:
     return await request.body()
 
 
-def decode(raw: bytes, kind: type[T]) -> T:
-    """``raw`` decoded into ``kind``; BadRequestError naming the first problem otherwise."""
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as exc:
-        raise BadRequestError(f"body: {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise BadRequestError("the body is nested too deeply") from exc
-
-
 def encoded(call: Callable[..., Any], *args: Any) -> bytes:
     """``call(*args)`` encoded as JSON (bytes it returns are taken as already encoded)."""
     result = call(*args)
     return result if isinstance(result, bytes) else _encode(result)
-
-
-def json_with_nonfinite(body: dict[str, Any], member: str) -> bytes:
-    """``body`` as JSON, with a ``nonFinite`` map when ``body[member]`` holds NaN or infinities.
-
-    msgspec writes NaN and infinities as ``null``, so an answer without ``null`` in it
-    has none and skips the walk over every value.
-    """
-    out = _encode(body)
-    if b"null" in out:
-        wire.attach_nonfinite(body, member)
-        if wire.NONFINITE in body:
-            out = _encode(body)
-    return out
 
 
 async def answer(call: Callable[..., Any], *args: Any) -> Response:

@@ -1,7 +1,8 @@
 """Routes for experiments and their params (docs/http-api.md).
 
 Each route checks the caller and the names in the event loop (cheap), then decodes
-the body, validates it and calls the store in a worker thread.
+the body with its ``ml_dash.wire`` struct, validates it, calls the store in a worker
+thread and answers with the wire struct of the result.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from starlette.responses import Response
 from .. import wire
 from ..errors import InvalidValueError, NotFoundError
 from ..names import Prefix
+from ..records import FORMAT_VERSION
 from ..stores.base import Store
 from ..values import normalize
-from .http import answer, caller, decode, read_json_body, store_of
-from .schemas import ExperimentList, ExperimentOpen, ParamsOut, answers, body
-from .validate import Access, check_time, flat_params, restore, server_prefix, single_name
+from .http import answer, caller, read_json_body, store_of
+from .schemas import answers, body
+from .validate import Access, check_time, flat_params, server_prefix, single_name
 
 router = APIRouter(prefix="/api/v1")
 
@@ -33,8 +35,8 @@ def prefix_query() -> Any:
 # -- experiments -------------------------------------------------------------------------
 
 
-def _open(store: Store, access: Access, raw: bytes) -> dict[str, Any]:
-    exp = decode(raw, ExperimentOpen)
+def _open(store: Store, access: Access, raw: bytes) -> bytes:
+    exp = wire.decode(raw, wire.ExperimentOpen)
     parsed = server_prefix(exp.prefix, access)
     for field, given, actual in (
         ("owner", exp.owner, parsed.owner),
@@ -49,34 +51,31 @@ def _open(store: Store, access: Access, raw: bytes) -> dict[str, Any]:
         value = getattr(exp, field)
         if value is not None:
             check_time(value, field)
-    if exp.non_finite:
-        exp.metadata = wire.restore_body({"metadata": exp.metadata, "nonFinite": exp.non_finite}, "metadata")[
-            "metadata"
-        ]
-        exp.non_finite = None
     exp.metadata = normalize(exp.metadata, "metadata")
-    info = wire.info_from_body(exp, parsed.owner, parsed.project, parsed.name, parsed.folders)
-    return wire.info_to_body(store.open_experiment(info))
+    exp.format_version = FORMAT_VERSION  # the store's layout, not the client's to choose
+    return wire.encode(wire.ExperimentBody.of(store.open_experiment(exp.record())))
 
 
-@router.post("/experiment/open", openapi_extra=body(ExperimentOpen), responses=answers(wire.ExperimentBody, 403, 422))
+@router.post(
+    "/experiment/open", openapi_extra=body(wire.ExperimentOpen), responses=answers(wire.ExperimentBody, 403, 422)
+)
 async def open_experiment(request: Request, access: Access = Depends(caller)) -> Response:
     """Create the experiment named by ``prefix`` in the body, or resume the stored one."""
     raw = await read_json_body(request)
     return await answer(_open, store_of(request), access, raw)
 
 
-def _update(store: Store, target: Prefix, raw: bytes) -> dict[str, Any]:
-    changes = decode(raw, wire.ExperimentChanges).as_changes()
+def _update(store: Store, target: Prefix, raw: bytes) -> bytes:
+    changes = wire.decode(raw, wire.ExperimentChanges).changes()
     for field in ("started_at", "ended_at"):
-        if field in changes:
+        if changes.get(field) is not None:
             changes[field] = check_time(changes[field], field)
     if "metadata" in changes:
         changes["metadata"] = normalize(changes["metadata"], "metadata")
     # Checked first because updating a missing experiment would leave an empty folder.
     if store.get_experiment(target.path) is None:
         raise NotFoundError(f"no experiment {target.path!r}")
-    return wire.info_to_body(store.update_experiment(target.path, **changes))
+    return wire.encode(wire.ExperimentBody.of(store.update_experiment(target.path, **changes)))
 
 
 @router.post(
@@ -93,11 +92,11 @@ async def update_experiment(
     return await answer(_update, store_of(request), target, raw)
 
 
-def _get(store: Store, target: Prefix) -> dict[str, Any]:
+def _get(store: Store, target: Prefix) -> bytes:
     info = store.get_experiment(target.path)
     if info is None:
         raise NotFoundError(f"no experiment {target.path!r}")
-    return wire.info_to_body(info)
+    return wire.encode(wire.ExperimentBody.of(info))
 
 
 @router.get("/experiment", responses=answers(wire.ExperimentBody, 403, 404))
@@ -106,11 +105,11 @@ async def get_experiment(request: Request, prefix: str = prefix_query(), access:
     return await answer(_get, store_of(request), server_prefix(prefix, access))
 
 
-def _list(store: Store, owner: str | None, project: str | None) -> dict[str, Any]:
-    return {"experiments": [wire.info_to_body(info) for info in store.list_experiments(owner, project)]}
+def _list(store: Store, owner: str | None, project: str | None) -> bytes:
+    return wire.encode(wire.ExperimentList.of(store.list_experiments(owner, project)))
 
 
-@router.get("/experiments", responses=answers(ExperimentList, 403))
+@router.get("/experiments", responses=answers(wire.ExperimentList, 403))
 async def list_experiments(
     request: Request,
     owner: str | None = Query(None, description="only this owner's (with auth: defaults to the token's owner)"),
@@ -129,17 +128,16 @@ async def list_experiments(
 # -- params ------------------------------------------------------------------------------
 
 
-def _params_answer(store: Store, target: Prefix) -> dict[str, Any]:
-    return wire.params_to_body(store.get_params(target.path))
+def _params_answer(store: Store, target: Prefix) -> bytes:
+    return wire.encode(wire.ParamsOut.of(store.get_params(target.path)))
 
 
-def _set_params(store: Store, target: Prefix, raw: bytes) -> dict[str, Any]:
-    params = decode(raw, wire.ParamsBody)
-    flat = flat_params(restore("params", params.params, params.non_finite))
-    return wire.params_to_body(store.set_params(target.path, flat))
+def _set_params(store: Store, target: Prefix, raw: bytes) -> bytes:
+    (params,) = wire.decode(raw, wire.ParamsBody).args()
+    return wire.encode(wire.ParamsOut.of(store.set_params(target.path, flat_params(params))))
 
 
-@router.post("/params", openapi_extra=body(wire.ParamsBody), responses=answers(ParamsOut, 403, 422))
+@router.post("/params", openapi_extra=body(wire.ParamsBody), responses=answers(wire.ParamsOut, 403, 422))
 async def set_params(request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)) -> Response:
     """Merge flat params into the stored ones (nested objects are flattened with ``.``)."""
     target = server_prefix(prefix, access)
@@ -147,7 +145,7 @@ async def set_params(request: Request, prefix: str = prefix_query(), access: Acc
     return await answer(_set_params, store_of(request), target, raw)
 
 
-@router.get("/params", responses=answers(ParamsOut, 403))
+@router.get("/params", responses=answers(wire.ParamsOut, 403))
 async def get_params(request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)) -> Response:
     """The stored params (``version`` 0 and empty ``data`` when none were set)."""
     return await answer(_params_answer, store_of(request), server_prefix(prefix, access))

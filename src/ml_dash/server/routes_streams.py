@@ -16,21 +16,19 @@ from ..logs import normalize_level
 from ..names import Prefix, validate_name
 from ..records import LogQuery, MetricStats
 from ..stores.base import Store
-from .http import answer, caller, decode, json_with_nonfinite, read_json_body, store_of
+from .http import answer, caller, read_json_body, store_of
 from .routes_experiments import prefix_query
-from .schemas import (
-    LogPageOut,
-    LogsAppended,
-    MetricList,
-    MetricPageOut,
-    MetricsAppended,
-    TrackEntries,
-    TrackList,
-    TracksAppended,
-    answers,
-    body,
+from .schemas import answers, body
+from .validate import (
+    MAX_ITEMS,
+    Access,
+    check_batch_id,
+    log_records,
+    metric_points,
+    server_prefix,
+    stream_description,
+    track_entries,
 )
-from .validate import Access, log_records, metric_points, restore, server_prefix, track_entries
 
 router = APIRouter(prefix="/api/v1")
 
@@ -49,16 +47,15 @@ def _topic_query() -> Any:
 # -- metrics -----------------------------------------------------------------------------
 
 
-def _append_metrics(store: Store, target: Prefix, name: str, raw: bytes) -> dict[str, Any]:
-    appended = decode(raw, wire.MetricsAppendBody)
-    batch_id = wire.check_batch_id(appended.batch_id)
-    points = metric_points(name, restore("points", appended.points, appended.non_finite))
-    first = store.append_metrics(target.path, name, points, batch_id=batch_id)
-    return {"firstIndex": int(first), "count": len(points), "duplicate": bool(getattr(first, "duplicate", False))}
+def _append_metrics(store: Store, target: Prefix, name: str, raw: bytes) -> bytes:
+    points, batch_id = wire.decode(raw, wire.MetricsAppendBody).args()
+    check_batch_id(batch_id)
+    result = store.append_metrics(target.path, name, metric_points(name, points), batch_id=batch_id)
+    return wire.encode(wire.MetricsAppended.of(result))
 
 
 @router.post(
-    "/metrics/append", openapi_extra=body(wire.MetricsAppendBody), responses=answers(MetricsAppended, 403, 422)
+    "/metrics/append", openapi_extra=body(wire.MetricsAppendBody), responses=answers(wire.MetricsAppended, 403, 422)
 )
 async def append_metrics(
     request: Request, prefix: str = prefix_query(), name: str = _name_query(), access: Access = Depends(caller)
@@ -70,18 +67,38 @@ async def append_metrics(
     return await answer(_append_metrics, store_of(request), target, metric, raw)
 
 
+def _describe_stream(store: Store, target: Prefix, name: str, raw: bytes) -> bytes:
+    description = stream_description(wire.decode(raw, wire.StreamDescriptionBody).record())
+    store.describe_stream(target.path, name, description)
+    return wire.encode(wire.StreamDescriptionBody.of(description))
+
+
+@router.post(
+    "/metrics/describe",
+    openapi_extra=body(wire.StreamDescriptionBody),
+    responses=answers(wire.StreamDescriptionBody, 403, 422),
+)
+async def describe_stream(
+    request: Request, prefix: str = prefix_query(), name: str = _name_query(), access: Access = Depends(caller)
+) -> Response:
+    """Record the description, tags and metadata of a metric stream (replacing earlier ones); answers them."""
+    target = server_prefix(prefix, access)
+    metric = validate_name(name, "metric name")
+    raw = await read_json_body(request)
+    return await answer(_describe_stream, store_of(request), target, metric, raw)
+
+
 def _read_metrics(store: Store, target: Prefix, name: str, start_index: int, limit: int) -> bytes:
-    page = store.read_metrics(target.path, name, start_index, limit)
-    return json_with_nonfinite(dict(page), "data")
+    return wire.encode(wire.MetricPageOut.of(store.read_metrics(target.path, name, start_index, limit)))
 
 
-@router.get("/metrics/read", responses=answers(MetricPageOut, 403, 422))
+@router.get("/metrics/read", responses=answers(wire.MetricPageOut, 403, 422))
 async def read_metrics(
     request: Request,
     prefix: str = prefix_query(),
     name: str = _name_query(),
     start_index: int = Query(0, ge=0, le=MAX_COUNTER),
-    limit: int = Query(1000, ge=0, le=wire.MAX_ITEMS),
+    limit: int = Query(1000, ge=0, le=MAX_ITEMS),
     access: Access = Depends(caller),
 ) -> Response:
     """Points ``start_index`` .. ``start_index + limit - 1`` in index order."""
@@ -90,8 +107,8 @@ async def read_metrics(
     return await answer(_read_metrics, store_of(request), target, metric, start_index, limit)
 
 
-def _metric_stats(store: Store, target: Prefix, name: str) -> MetricStats:
-    return store.metric_stats(target.path, name)
+def _metric_stats(store: Store, target: Prefix, name: str) -> bytes:
+    return wire.encode(store.metric_stats(target.path, name))
 
 
 @router.get("/metrics/stats", responses=answers(MetricStats, 403))
@@ -103,11 +120,11 @@ async def metric_stats(
     return await answer(_metric_stats, store_of(request), target, validate_name(name, "metric name"))
 
 
-def _list_metrics(store: Store, target: Prefix) -> dict[str, Any]:
-    return {"metrics": store.list_metrics(target.path)}
+def _list_metrics(store: Store, target: Prefix) -> bytes:
+    return wire.encode(wire.MetricList.of(store.list_metrics(target.path)))
 
 
-@router.get("/metrics/list", responses=answers(MetricList, 403))
+@router.get("/metrics/list", responses=answers(wire.MetricList, 403))
 async def list_metrics(request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)) -> Response:
     """Stats of every metric stream of the experiment."""
     return await answer(_list_metrics, store_of(request), server_prefix(prefix, access))
@@ -116,17 +133,16 @@ async def list_metrics(request: Request, prefix: str = prefix_query(), access: A
 # -- logs --------------------------------------------------------------------------------
 
 
-def _append_logs(store: Store, target: Prefix, raw: bytes) -> dict[str, Any]:
-    appended = decode(raw, wire.LogsAppendBody)
-    batch_id = wire.check_batch_id(appended.batch_id)
-    wire.check_items("records", appended.records)
-    items = [{"ts": r.ts, "level": r.level, "message": r.message, "metadata": r.metadata} for r in appended.records]
-    records = log_records(restore("records", items, appended.non_finite))
-    first = store.append_logs(target.path, records, batch_id=batch_id)
-    return {"firstSequence": int(first), "count": len(records), "duplicate": bool(getattr(first, "duplicate", False))}
+def _append_logs(store: Store, target: Prefix, raw: bytes) -> bytes:
+    records, batch_id = wire.decode(raw, wire.LogsAppendBody).args()
+    check_batch_id(batch_id)
+    result = store.append_logs(target.path, log_records(records), batch_id=batch_id)
+    return wire.encode(wire.LogsAppended.of(result))
 
 
-@router.post("/logs/append", openapi_extra=body(wire.LogsAppendBody), responses=answers(LogsAppended, 403, 422))
+@router.post(
+    "/logs/append", openapi_extra=body(wire.LogsAppendBody), responses=answers(wire.LogsAppended, 403, 422)
+)
 async def append_logs(request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)) -> Response:
     """Append a batch of log records (levels normalised: ``"WARNING"`` -> ``"warn"``)."""
     target = server_prefix(prefix, access)
@@ -135,10 +151,10 @@ async def append_logs(request: Request, prefix: str = prefix_query(), access: Ac
 
 
 def _query_logs(store: Store, target: Prefix, query: LogQuery) -> bytes:
-    return json_with_nonfinite(dict(store.query_logs(target.path, query)), "logs")
+    return wire.encode(wire.LogPageOut.of(store.query_logs(target.path, query)))
 
 
-@router.get("/logs", responses=answers(LogPageOut, 403, 422))
+@router.get("/logs", responses=answers(wire.LogPageOut, 403, 422))
 async def query_logs(
     request: Request,
     prefix: str = prefix_query(),
@@ -147,7 +163,7 @@ async def query_logs(
     end_time: float | None = Query(None, allow_inf_nan=False, description="seconds, inclusive"),
     search: str | None = Query(None, description="message contains this text (any case)"),
     offset: int = Query(0, ge=0, le=MAX_COUNTER),
-    limit: int = Query(100, ge=0, le=wire.MAX_ITEMS),
+    limit: int = Query(100, ge=0, le=MAX_ITEMS),
     descending: bool = Query(False),
     access: Access = Depends(caller),
 ) -> Response:
@@ -168,16 +184,16 @@ async def query_logs(
 # -- tracks ------------------------------------------------------------------------------
 
 
-def _append_tracks(store: Store, target: Prefix, topic: str, raw: bytes) -> dict[str, Any]:
-    appended = decode(raw, wire.TracksAppendBody)
-    batch_id = wire.check_batch_id(appended.batch_id)
-    entries = track_entries(topic, restore("entries", appended.entries, appended.non_finite))
-    written = store.append_tracks(target.path, topic, entries, batch_id=batch_id)
-    # The protocol answers how many entries were written: none for a stored batch.
-    return {"count": len(entries), "duplicate": bool(entries) and written == 0}
+def _append_tracks(store: Store, target: Prefix, topic: str, raw: bytes) -> bytes:
+    entries, batch_id = wire.decode(raw, wire.TracksAppendBody).args()
+    check_batch_id(batch_id)
+    result = store.append_tracks(target.path, topic, track_entries(topic, entries), batch_id=batch_id)
+    return wire.encode(wire.TracksAppended.of(result))
 
 
-@router.post("/tracks/append", openapi_extra=body(wire.TracksAppendBody), responses=answers(TracksAppended, 403, 422))
+@router.post(
+    "/tracks/append", openapi_extra=body(wire.TracksAppendBody), responses=answers(wire.TracksAppended, 403, 422)
+)
 async def append_tracks(
     request: Request, prefix: str = prefix_query(), topic: str = _topic_query(), access: Access = Depends(caller)
 ) -> Response:
@@ -191,11 +207,10 @@ async def append_tracks(
 def _read_tracks(
     store: Store, target: Prefix, topic: str, start: float | None, end: float | None, columns: list[str] | None
 ) -> bytes:
-    entries = store.read_tracks(target.path, topic, start, end, columns)
-    return json_with_nonfinite({"entries": entries}, "entries")
+    return wire.encode(wire.TrackEntries.of(store.read_tracks(target.path, topic, start, end, columns)))
 
 
-@router.get("/tracks/read", responses=answers(TrackEntries, 403, 422))
+@router.get("/tracks/read", responses=answers(wire.TrackEntries, 403, 422))
 async def read_tracks(
     request: Request,
     prefix: str = prefix_query(),
@@ -212,11 +227,11 @@ async def read_tracks(
     return await answer(_read_tracks, store_of(request), target, name, start_timestamp, end_timestamp, wanted)
 
 
-def _list_tracks(store: Store, target: Prefix) -> dict[str, Any]:
-    return {"tracks": store.list_tracks(target.path)}
+def _list_tracks(store: Store, target: Prefix) -> bytes:
+    return wire.encode(wire.TrackList.of(store.list_tracks(target.path)))
 
 
-@router.get("/tracks/list", responses=answers(TrackList, 403))
+@router.get("/tracks/list", responses=answers(wire.TrackList, 403))
 async def list_tracks(request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)) -> Response:
     """Topic, entry count and time span of every track topic."""
     return await answer(_list_tracks, store_of(request), server_prefix(prefix, access))

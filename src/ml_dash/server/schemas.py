@@ -1,9 +1,9 @@
-"""The OpenAPI description of the bodies the routes read and write.
+"""The OpenAPI description of the routes' bodies: the structs of ``ml_dash.wire``.
 
-Request bodies are the structs of ``ml_dash.wire``; the answers are described here.
-These structs only describe (JSON Schema via ``msgspec.json.schema_components``);
-routes encode the store's own records directly. The fuzz tests check that every
-answer matches its description.
+Routes decode requests and encode answers with those structs, and RemoteStore uses
+the same ones, so the description is the code. This module only turns them into JSON
+Schema (``msgspec.json.schema_components``) and OpenAPI fragments. The fuzz tests
+check that every answer matches its description.
 """
 
 from __future__ import annotations
@@ -17,100 +17,12 @@ from ..records import MetricStats
 
 REF = "#/components/schemas/{name}"
 
-
-class ErrorBody(msgspec.Struct):
-    """Every refusal: a stable ``code`` (see docs/http-api.md) and a readable ``message``."""
-
-    code: str
-    message: str
-
-
-class Health(msgspec.Struct):
-    status: str
-    version: str
-    backend: str
-
-
-class ExperimentOpen(wire.ExperimentBody, forbid_unknown_fields=True):
-    """``ExperimentBody`` as ``open`` accepts it: unknown members are refused like in every other body."""
-
-
-class ExperimentList(msgspec.Struct):
-    experiments: list[wire.ExperimentBody]
-
-
-class ParamsOut(msgspec.Struct, rename="camel"):
-    version: int
-    data: dict[str, Any]
-    created_at: float | None
-    updated_at: float | None
-    non_finite: dict[str, str] = {}
-
-
-class MetricsAppended(msgspec.Struct, rename="camel"):
-    first_index: int
-    count: int
-    duplicate: bool
-
-
-class MetricPointOut(msgspec.Struct):
-    index: int
-    data: dict[str, Any]
-
-
-class MetricPageOut(msgspec.Struct, rename="camel"):
-    data: list[MetricPointOut]
-    start_index: int
-    end_index: int
-    total: int
-    has_more: bool
-    non_finite: dict[str, str] = {}
-
-
-class MetricList(msgspec.Struct):
-    metrics: list[MetricStats]
-
-
-class LogsAppended(msgspec.Struct, rename="camel"):
-    first_sequence: int
-    count: int
-    duplicate: bool
-
-
-class LogPageOut(msgspec.Struct, rename="camel"):
-    logs: list[dict[str, Any]]
-    total: int
-    offset: int
-    limit: int
-    has_more: bool
-    non_finite: dict[str, str] = {}
-
-
-class TracksAppended(msgspec.Struct):
-    count: int
-    duplicate: bool
-
-
-class TrackEntries(msgspec.Struct, rename="camel"):
-    entries: list[dict[str, Any]]
-    non_finite: dict[str, str] = {}
-
-
-class TrackInfo(msgspec.Struct, rename="camel"):
-    topic: str
-    total_entries: int
-    first_timestamp: float | None
-    last_timestamp: float | None
-
-
-class TrackList(msgspec.Struct):
-    tracks: list[TrackInfo]
-
-
 _DESCRIBED: tuple[Any, ...] = (
-    ErrorBody, Health, ExperimentOpen, wire.ExperimentBody, wire.ExperimentChanges, ExperimentList,
-    wire.ParamsBody, ParamsOut, wire.MetricsAppendBody, MetricsAppended, MetricPageOut, MetricStats, MetricList,
-    wire.LogsAppendBody, LogsAppended, LogPageOut, wire.TracksAppendBody, TracksAppended, TrackEntries, TrackList,
+    wire.ErrorBody, wire.Health, wire.ExperimentOpen, wire.ExperimentBody, wire.ExperimentChanges,
+    wire.ExperimentList, wire.ParamsBody, wire.ParamsOut, wire.MetricsAppendBody, wire.MetricsAppended,
+    wire.StreamDescriptionBody, wire.MetricPageOut, MetricStats, wire.MetricList, wire.LogsAppendBody,
+    wire.LogsAppended, wire.LogPageOut, wire.TracksAppendBody, wire.TracksAppended, wire.TrackEntries,
+    wire.TrackList,
 )
 
 
@@ -120,13 +32,14 @@ def components() -> dict[str, Any]:
     return schemas
 
 
-def _ref(kind: Any) -> dict[str, Any]:
+def ref(kind: Any) -> dict[str, Any]:
+    """A JSON Schema reference to the component of ``kind``."""
     return {"$ref": REF.format(name=kind.__name__)}
 
 
 def body(kind: Any) -> dict[str, Any]:
     """``openapi_extra`` declaring a required JSON body of type ``kind``."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": _ref(kind)}}}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref(kind)}}}}
 
 
 _ERRORS = {
@@ -143,8 +56,9 @@ _ERRORS = {
 def answers(kind: Any, *errors: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route answering ``kind`` (200) or one of the listed errors."""
     out: dict[int | str, dict[str, Any]] = {
-        200: {"description": "OK", "content": {"application/json": {"schema": _ref(kind)}}}
+        200: {"description": "OK", "content": {"application/json": {"schema": ref(kind)}}}
     }
     for status in sorted({400, 401, 413, 422, 503, *errors}):
-        out[status] = {"description": _ERRORS[status], "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+        out[status] = {"description": _ERRORS[status],
+                       "content": {"application/json": {"schema": ref(wire.ErrorBody)}}}
     return out

@@ -1,8 +1,8 @@
 """What the server checks before it hands data to the store.
 
 The SDK validates on the caller's side; the server cannot trust callers, so it checks
-the same rules again: names (``ml_dash.names``), times, log levels, value nesting, and
-the ``nonFinite`` maps that carry NaN and infinities. Every check raises an
+the same rules again: names (``ml_dash.names``), times, log levels and value nesting
+(``ml_dash.wire`` has already put NaN and infinities back). Every check raises an
 ``MLDashError`` naming the offending field, and runs before the store is touched, so
 a refused request writes nothing.
 """
@@ -10,23 +10,26 @@ a refused request writes nothing.
 from __future__ import annotations
 
 import math
+import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from .. import wire
-from ..errors import ForbiddenError, InvalidNameError, InvalidValueError
+from ..errors import ForbiddenError, InvalidNameError, InvalidValueError, TooLargeError
 from ..logs import normalize_level
 from ..names import Prefix, parse_prefix, validate_name
 from ..params import flatten
-from ..records import LogRecord
+from ..records import LogRecord, StreamDescription
 from ..tracks import RESERVED_FIELDS
-from ..values import NONFINITE_NAMES, PLAIN, normalize
+from ..values import PLAIN, check_text, normalize, normalize_fields
 from .auth import check_owner
 
 # The latest time ``datetime`` can show (9999-12-31T23:59:59Z): stores write
 # experiment and log times as ISO text.
 MAX_TIME = 253_402_300_799.0
 _TRACK_RESERVED = RESERVED_FIELDS  # timestamp, _nonFinite, _batchId: the store's own keys
+BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_ITEMS = 100_000
 
 
 class Access:
@@ -79,30 +82,24 @@ def check_time(value: Any, what: str, *, upper: float = MAX_TIME) -> float:
     return seconds
 
 
-def restore(member: str, items: Any, nonfinite: dict[str, str] | None) -> Any:
-    """``items`` with the floats of a ``nonFinite`` map put back (see docs/http-api.md)."""
-    if not nonfinite:
-        return items
-    for pointer, name in nonfinite.items():
-        if name not in NONFINITE_NAMES:
-            raise InvalidValueError(f"nonFinite[{pointer[:80]!r}] is {name[:40]!r}, not NaN, Infinity or -Infinity")
-        if not pointer.startswith("/"):
-            raise InvalidValueError(f"nonFinite key {pointer[:80]!r} is not a JSON Pointer into {member!r}")
-    return wire.restore_body({member: items, wire.NONFINITE: nonfinite}, member)[member]
+def check_batch_id(batch_id: str) -> str:
+    """``batch_id`` if it is 1-64 characters of A-Z a-z 0-9 _ -, else InvalidValueError."""
+    if not BATCH_ID.match(batch_id):
+        raise InvalidValueError(f"batchId {batch_id[:80]!r} must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return batch_id
 
 
-def _plain(fields: dict[str, Any], what: str) -> None:
-    """Normalize container values in place (the SDK's nesting limit applies)."""
-    for key, value in fields.items():
-        if type(value) not in PLAIN:
-            fields[key] = normalize(value, f"{what}.{key}")
+def check_items(kind: str, items: Sequence[object]) -> None:
+    """TooLargeError for more than ``MAX_ITEMS`` items in one append."""
+    if len(items) > MAX_ITEMS:
+        raise TooLargeError(f"{kind}: {len(items)} items in one append, the limit is {MAX_ITEMS}")
 
 
 def metric_points(name: str, points: Any) -> list[dict[str, Any]]:
     """Points ready for ``append_metrics``: objects, ``_ts`` a finite time (stamped when absent)."""
     if not isinstance(points, list):
         raise InvalidValueError(f"metric {name!r}: points must be a list")
-    wire.check_items("points", points)
+    check_items("points", points)
     stamp = time.time()
     for i, point in enumerate(points):
         if type(point) is not dict:
@@ -114,37 +111,39 @@ def metric_points(name: str, points: Any) -> list[dict[str, Any]]:
             point["_ts"] = check_time(ts, f"metric {name!r}: points[{i}]._ts", upper=math.inf)
         for value in point.values():
             if type(value) not in PLAIN:  # the label is built only for the rare point that needs it
-                _plain(point, f"points[{i}]")
+                normalize_fields(point, f"points[{i}]")
                 break
     return points
 
 
-def log_records(records: list[dict[str, Any]]) -> list[LogRecord]:
+def log_records(records: list[LogRecord]) -> list[LogRecord]:
     """Log records ready for ``append_logs``: times, levels, text and metadata checked."""
-    wire.check_items("records", records)
+    check_items("records", records)
     out = []
     for i, rec in enumerate(records):
-        if type(rec) is not dict:
-            raise InvalidValueError(f"records[{i}] must be an object")
-        ts = check_time(rec["ts"], f"records[{i}].ts")
-        level = normalize_level(rec["level"])
-        message = rec["message"]
-        if not isinstance(message, str):
-            raise InvalidValueError(f"records[{i}].message must be text, got {message!r:.80}")
-        metadata = rec["metadata"]
+        ts = check_time(rec.ts, f"records[{i}].ts")
+        message = check_text(rec.message, f"records[{i}].message")
+        metadata = rec.metadata
         if metadata is not None:
-            if type(metadata) is not dict:
-                raise InvalidValueError(f"records[{i}].metadata must be an object or null, got {metadata!r:.80}")
             metadata = normalize(metadata, f"records[{i}].metadata")
-        out.append(LogRecord(ts, level, message, metadata))
+        out.append(LogRecord(ts, normalize_level(rec.level), message, metadata))
     return out
+
+
+def stream_description(given: StreamDescription) -> StreamDescription:
+    """A metric stream's description ready for ``describe_stream``: text and metadata checked."""
+    if given.description is not None:
+        check_text(given.description, "description")
+    for i, tag in enumerate(given.tags):
+        check_text(tag, f"tags[{i}]")
+    return StreamDescription(given.description, given.tags, normalize(given.metadata, "metadata"))
 
 
 def track_entries(topic: str, entries: Any) -> list[dict[str, Any]]:
     """Entries ready for ``append_tracks``: a finite ``timestamp`` and flat fields."""
     if not isinstance(entries, list):
         raise InvalidValueError(f"track {topic!r}: entries must be a list")
-    wire.check_items("entries", entries)
+    check_items("entries", entries)
     out = []
     for i, entry in enumerate(entries):
         if type(entry) is not dict:

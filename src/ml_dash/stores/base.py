@@ -8,11 +8,27 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..records import ExperimentInfo, LogPage, LogQuery, LogRecord, MetricPage, MetricStats, ParamsDoc
+from ..records import (
+    AppendResult,
+    ExperimentInfo,
+    LogPage,
+    LogQuery,
+    LogRecord,
+    MetricPage,
+    MetricStats,
+    ParamsDoc,
+    StreamDescription,
+)
 
 
 class Store(Protocol):
-    """Storage primitives shared by LocalStore, RemoteStore and MongoStore."""
+    """Storage primitives shared by LocalStore, RemoteStore and MongoStore.
+
+    Every call is synchronous: it has happened when it returns, or it raises an
+    ``MLDashError`` (``StorageError`` for trouble that may pass: disk, network, 5xx;
+    any other class for a refusal that retrying will not change). Stores translate
+    their backend's own exceptions (``OSError``, driver and HTTP errors) at their edge.
+    """
 
     def open_experiment(self, info: ExperimentInfo) -> ExperimentInfo:
         """Create the experiment, or return the stored one (resume) updated with ``info``."""
@@ -38,11 +54,18 @@ class Store(Protocol):
         """The stored params (empty data when none were set)."""
         ...
 
-    def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None) -> int:
-        """Append points (field dicts with ``_ts``); returns the index of the first.
+    def append_metrics(
+        self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None
+    ) -> AppendResult:
+        """Append points (field dicts with ``_ts``); ``first`` is the index of the first.
 
-        A ``batch_id`` seen before is not stored again (the first index is returned).
+        A ``batch_id`` seen before is not stored again (``duplicate``, and the first
+        index it got then).
         """
+        ...
+
+    def describe_stream(self, prefix: str, name: str, description: StreamDescription) -> None:
+        """Record what the user said about the metric stream ``name`` (replaces the last)."""
         ...
 
     def read_metrics(self, prefix: str, name: str, start_index: int = 0, limit: int = 1000) -> MetricPage:
@@ -57,8 +80,8 @@ class Store(Protocol):
         """Stats of every metric stream of the experiment."""
         ...
 
-    def append_logs(self, prefix: str, records: list[LogRecord], batch_id: str | None = None) -> int:
-        """Append log records; returns the sequence number of the first."""
+    def append_logs(self, prefix: str, records: list[LogRecord], batch_id: str | None = None) -> AppendResult:
+        """Append log records; ``first`` is the sequence number of the first."""
         ...
 
     def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
@@ -67,8 +90,8 @@ class Store(Protocol):
 
     def append_tracks(
         self, prefix: str, topic: str, entries: list[dict[str, Any]], batch_id: str | None = None
-    ) -> int:
-        """Append entries (flat dicts with ``timestamp``); returns how many were written."""
+    ) -> AppendResult:
+        """Append entries (flat dicts with ``timestamp``); ``first`` is None (no counter)."""
         ...
 
     def read_tracks(
@@ -90,7 +113,7 @@ class Store(Protocol):
         """Make everything appended so far durable (fsync locally)."""
         ...
 
-    def close(self) -> object:
-        """Release files and connections (a RemoteStore first sends what it can and
-        returns how many requests are still spooled)."""
+    def close(self) -> None:
+        """Release files and connections. Nothing is queued inside a store: what could
+        not be delivered is the Writer's (and its outbox's) to report."""
         ...

@@ -9,11 +9,16 @@ away; readers never look past the last newline.
 Counters (metric ``index``, log ``sequenceNumber``) are assigned under the same lock
 from the last complete line of the file, so several processes appending to one file
 get unique, gapless counters, and the file itself is the only source of truth.
+
+Every failure of the file system leaves this module as ``StorageError`` naming the
+file (``raise ... from`` the ``OSError``); nothing here knows the names the files
+belong to: the store that uses it says which name a failure concerns.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import gc
 import os
 import re
@@ -21,12 +26,14 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import msgspec
 
-from ..errors import StorageError
+from ..errors import MLDashError, StorageError
+from ..records import AppendResult
 
+F = TypeVar("F", bound=Callable[..., Any])
 _TAIL_CHUNK = 1 << 16
 _PROMOTE_AFTER = 100_000
 _decode = msgspec.json.decode
@@ -57,6 +64,8 @@ def lock_file(fd: int, path: str, timeout: float = LOCK_TIMEOUT) -> None:
                 raise StorageError(f"{path} is locked by another process (waited {timeout:.1f} s)") from None
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+        except OSError as exc:  # ENOLCK on some network file systems
+            raise StorageError(f"cannot lock {path}: {exc}") from exc
 
 
 def _pread_all(fd: int, size: int, offset: int) -> bytes:
@@ -100,11 +109,25 @@ def line_before(fd: int, end: int) -> bytes | None:
     return _pread_all(fd, end - start, start)
 
 
-def counter_of(line: bytes, key: str) -> int:
-    """The integer ``key`` of one JSON line."""
-    value = _decode(line)[key]
-    if not isinstance(value, int):
-        raise ValueError(f"{key} is not an integer")
+def counter_of(line: bytes, key: str, path: str) -> int:
+    """The integer ``key`` of one JSON line of ``path``; StorageError if it has none."""
+    try:
+        value = _decode(line)[key]
+    except (msgspec.DecodeError, KeyError, TypeError) as exc:
+        raise StorageError(f"{path}: a line has no valid {key!r} ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise StorageError(f"{path}: a line has {key!r} = {value!r}, not an integer")
+    return value
+
+
+def decode_line(line: bytes, path: str) -> dict[str, Any]:
+    """One JSON-object line of ``path``; StorageError if it is not one."""
+    try:
+        value = _decode(line)
+    except msgspec.DecodeError as exc:
+        raise StorageError(f"{path}: a line is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise StorageError(f"{path}: a line is not a JSON object")
     return value
 
 
@@ -134,7 +157,7 @@ class LockedAppender:
         return self._fd
 
     def fsync(self) -> None:
-        """Make everything appended so far durable."""
+        """Make everything appended so far durable; StorageError if the disk says no."""
         with self._lock:
             if self._fd is not None:
                 try:
@@ -143,57 +166,75 @@ class LockedAppender:
                     raise StorageError(f"cannot fsync {self.path}: {exc}") from exc
 
     def close(self) -> None:
-        """Close the file; gives up (leaving it open) if an append is stuck holding it."""
+        """Close the file; gives up (leaving it open) if an append is stuck holding it.
+
+        Raises StorageError when closing reports an error (some network file systems
+        report failed writes only then); the file is closed all the same.
+        """
         if not self._lock.acquire(timeout=0.5):
             return
         try:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot close {self.path}: {exc}") from exc
         finally:
             self._lock.release()
 
-    def append(self, encode: Callable[[int], tuple[bytes, int]], batch_id: str | None = None) -> tuple[int, int]:
-        """Append what ``encode(first_counter)`` returns; return (first_counter, count).
+    def append(self, encode: Callable[[int], bytes], count: int, batch_id: str | None = None) -> AppendResult:
+        """Append the ``count`` records that ``encode(first_counter)`` returns as bytes.
 
-        ``encode`` gets the next free counter and returns the bytes to write and how
-        many counter values they used. It runs under the file lock. With a
-        ``batch_id`` (which ``encode`` must write into the batch's first line), a
-        batch already in the file is not written again: the call returns its
-        original first counter and a count of 0.
+        ``encode`` gets the next free counter and runs under the file lock. The result's
+        ``first`` is that counter (None for a file without counters). With a
+        ``batch_id`` (which ``encode`` must write into the batch's first line), a batch
+        already in the file is not written again: the result is ``duplicate`` and
+        carries the first counter the batch got then. Raises StorageError for any
+        failure of the file (nothing of the batch is left in it), and whatever
+        ``encode`` raises.
         """
         with self._lock:
             try:
                 fd = self._open()
-                lock_file(fd, self.path)
-            except StorageError:
-                raise
             except OSError as exc:
                 raise StorageError(f"cannot open {self.path} for appending: {exc}") from exc
+            lock_file(fd, self.path)
             try:
-                size = os.fstat(fd).st_size
-                if size != self._known_size:
-                    size = self._repair_tail(fd, size)
-                    self._next = self._counter_after(fd, size)
-                    self._scanned = min(self._scanned, size)
-                if batch_id is not None:
-                    if self._scanned < size and self.scan_batch_ids:
-                        self._scan_batches(fd, size)
-                    done = self._batches.get(batch_id)
-                    if done is not None:
-                        return done, 0
-                first = self._next
-                data, used = encode(first)
-                self._write_all(fd, data, size)
-                self._known_size = size + len(data)
-                self._next = first + used
-                if batch_id is not None:
-                    self._batches[batch_id] = first
-                    if self._scanned == size:
-                        self._scanned = self._known_size
-                return first, used
+                return self._append_locked(fd, encode, count, batch_id)
+            except MLDashError:
+                raise
+            except OSError as exc:  # reading the tail or the batch ids back
+                self._known_size = -1
+                raise StorageError(f"cannot append to {self.path}: {exc}") from exc
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _append_locked(
+        self, fd: int, encode: Callable[[int], bytes], count: int, batch_id: str | None
+    ) -> AppendResult:
+        size = os.fstat(fd).st_size
+        if size != self._known_size:
+            size = self._repair_tail(fd, size)
+            self._next = self._counter_after(fd, size)
+            self._scanned = min(self._scanned, size)
+        has_counter = self.counter_key is not None
+        if batch_id is not None:
+            if self._scanned < size and self.scan_batch_ids:
+                self._scan_batches(fd, size)
+            done = self._batches.get(batch_id)
+            if done is not None:
+                return AppendResult(done if has_counter else None, count, True)
+        first = self._next
+        data = encode(first)
+        self._write_all(fd, data, size)
+        self._known_size = size + len(data)
+        if has_counter:
+            self._next = first + count
+        if batch_id is not None:
+            self._batches[batch_id] = first
+            if self._scanned == size:
+                self._scanned = self._known_size
+        return AppendResult(first if has_counter else None, count, False)
 
     def _scan_batches(self, fd: int, size: int) -> None:
         """Learn the batch ids written since the last scan (by us or other processes)."""
@@ -235,19 +276,35 @@ class LockedAppender:
             raise StorageError(f"cannot write {self.path}: {exc}") from exc
 
     def _repair_tail(self, fd: int, size: int) -> int:
+        """Move a torn last line to ``<file>.torn``; the size of the file without it.
+
+        The bytes are cut off only once they are safe in the side file: if that file
+        cannot be written, nothing changes and StorageError says so (the append waits
+        until it can be done, rather than destroy what the crash left).
+        """
         good = last_newline_end(fd, size)
         if good == size:
             return size
         torn = _pread_all(fd, size - good, good)
+        side = self.path + ".torn"
         try:
-            with open(self.path + ".torn", "ab") as side:
-                side.write(torn + b"\n")
-        except OSError:
-            pass
-        os.ftruncate(fd, good)
+            with open(side, "ab") as out:
+                out.write(torn + b"\n")
+        except OSError as exc:
+            raise StorageError(
+                f"{self.path} ends in an incomplete line ({len(torn)} bytes, from a crash) that cannot be "
+                f"set aside in {side}: {exc}; the file is left as it is"
+            ) from exc
+        try:
+            os.ftruncate(fd, good)
+        except OSError as exc:
+            raise StorageError(
+                f"{self.path} ends in an incomplete line ({len(torn)} bytes, from a crash): copied it to {side} "
+                f"but cannot cut it off: {exc}"
+            ) from exc
         warnings.warn(
             f"ml-dash: {self.path} ended in an incomplete line ({len(torn)} bytes, from a crash); "
-            f"moved it to {self.path}.torn",
+            f"moved it to {side}",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -259,18 +316,52 @@ class LockedAppender:
         line = line_before(fd, size)
         if line is None:
             return 0
+        return counter_of(line, self.counter_key, self.path) + 1
+
+
+def _reading(method: F) -> F:
+    """Turn an OSError of a read into StorageError naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: LineReader, *args: Any, **kwargs: Any) -> Any:
         try:
-            return counter_of(line, self.counter_key) + 1
-        except (msgspec.DecodeError, KeyError, ValueError, TypeError) as exc:
-            raise StorageError(f"{self.path}: last line has no valid {self.counter_key!r}: {exc}") from exc
+            return method(self, *args, **kwargs)
+        except MLDashError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.path}: {exc}") from exc
+
+    return cast(F, wrapper)
+
+
+def open_lines(path: str) -> LineReader | None:
+    """A reader of ``path``, or None when there is no such file (or a file sits where
+    one of its folders would be: then it cannot exist either). StorageError for any
+    other failure."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc}") from exc
+    try:
+        return LineReader(path, fd)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class LineReader:
-    """Reads complete lines of a JSON-lines file (never a torn tail)."""
+    """Reads complete lines of a JSON-lines file (never a torn tail).
 
-    def __init__(self, path: str) -> None:
+    Every read raises StorageError naming the file when the disk fails; open one with
+    :func:`open_lines` and use it as a context manager (which closes it).
+    """
+
+    @_reading
+    def __init__(self, path: str, fd: int) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.fd = fd
         size = os.fstat(self.fd).st_size
         self.end = last_newline_end(self.fd, size)
 
@@ -278,8 +369,13 @@ class LineReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
+        os.close(self.fd)  # a read-only descriptor: closing it reports nothing
 
+    def counter(self, line: bytes, key: str) -> int:
+        """The integer ``key`` of ``line``; StorageError if the line has none."""
+        return counter_of(line, key, self.path)
+
+    @_reading
     def first_line(self) -> bytes | None:
         if self.end == 0:
             return None
@@ -290,6 +386,7 @@ class LineReader:
             pos = chunk.find(b"\n")
         return chunk[:pos]
 
+    @_reading
     def last_line(self) -> bytes | None:
         return line_before(self.fd, self.end)
 
@@ -315,6 +412,7 @@ class LineReader:
             pos = chunk.find(b"\n")
         return offset, chunk[:pos]
 
+    @_reading
     def bisect(self, key: str, target: int) -> int:
         """Offset of the first line whose integer ``key`` is >= ``target``.
 
@@ -332,7 +430,7 @@ class LineReader:
             if start >= hi:
                 hi = mid
                 continue
-            if counter_of(line, key) < target:
+            if self.counter(line, key) < target:
                 lo = start + len(line) + 1
             else:
                 hi = start
@@ -343,11 +441,12 @@ class LineReader:
             if found is None:
                 return self.end
             start, line = found
-            if counter_of(line, key) >= target:
+            if self.counter(line, key) >= target:
                 return start
             offset = start + len(line) + 1
         return self.end
 
+    @_reading
     def read_block(self, offset: int, max_lines: int) -> bytes:
         """Up to ``max_lines`` complete lines from ``offset``, as one bytes block."""
         if max_lines <= 0 or offset >= self.end:
@@ -376,12 +475,19 @@ class LineReader:
             block = block[:cut]
         return block
 
+    @_reading
     def read_rest(self, offset: int) -> bytes:
         """Every complete line from ``offset`` to the end, in one read."""
         return _pread_all(self.fd, self.end - offset, offset) if offset < self.end else b""
 
     def iter_blocks(self, block_size: int = 1 << 22) -> Iterator[bytes]:
         """The whole file in blocks of complete lines."""
+        try:
+            yield from self._blocks(block_size)
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.path}: {exc}") from exc
+
+    def _blocks(self, block_size: int) -> Iterator[bytes]:
         pos = 0
         carry = b""
         while pos < self.end:

@@ -6,121 +6,91 @@ Layout (see docs/storage-format.md)::
         experiment.json          info and status (atomic rewrite)
         parameters.json          {"version", "data", "createdAt", "updatedAt"} (atomic rewrite)
         metrics/<name>/data.jsonl      one point per line, "index" 0..n-1
-        metrics/<name>/metadata.json   counters, rebuilt from data.jsonl at will
+        metrics/<name>/metadata.json   description (describe_stream) and counters
         logs/logs.jsonl                one record per line, "sequenceNumber" 0..n-1
         tracks/<topic>/data.jsonl      one entry per line
         tracks/<topic>/metadata.json   columns, count, first/last timestamps
 
-Every append goes through a :class:`LockedAppender`, so several threads and
-processes may write one experiment at once.
+Every append goes through a :class:`LockedAppender` (``jsonl``: locked appends,
+torn-tail repair, bisection; ``codec``: the lines), so several threads and processes
+may write one experiment at once. ``local_docs`` reads and replaces the whole-file
+JSON documents. The counters in ``metadata.json`` are a cache derived from
+``data.jsonl``: the store remembers which streams it appended to and rewrites their
+files at ``sync`` and ``close``.
+
+Errors are translated here, at the store's edge: a name whose path runs into a file
+or folder already in the store is an ``InvalidNameError`` naming it, any other
+failure of the disk a ``StorageError``; no ``OSError`` leaves a public method.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import math
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
-import msgspec
-
-from ..errors import InvalidValueError, NotFoundError, StorageError
-from ..fileio import atomic_write_bytes
+from ..errors import InvalidNameError, InvalidValueError, MLDashError, NotFoundError, StorageError
 from ..names import parse_prefix
 from ..records import (
+    AppendResult,
     ExperimentInfo,
-    FirstIndex,
     LogPage,
     LogQuery,
     LogRecord,
     MetricPage,
     MetricStats,
     ParamsDoc,
+    StreamDescription,
     merge_track_entries,
 )
-from ..values import find_nonfinite, restore_nonfinite
 from . import codec
-from .jsonl import LineReader, LockedAppender, counter_of, decode_block, lock_file
+from . import local_docs as docs
+from .jsonl import LockedAppender, decode_block, decode_line, lock_file, open_lines
 
+F = TypeVar("F", bound=Callable[..., Any])
 _DATA = "data.jsonl"
 _BATCH_LINE = re.compile(rb'\{"index":(\d+),"batchId":')
 _BATCH_MARK = b',"batchId":"'
+# A path that runs into a file where a folder must be (or the reverse), or a name the
+# file system cannot hold: the name is the trouble, and retrying will not change it.
+_NAME_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG})
+_Stream = tuple[str, str, str]  # (prefix, "metrics" / "tracks" / "logs", name; "" for logs)
 
 
-def atomic_write_json(path: str, value: Any) -> None:
-    """Replace ``path`` with ``value`` as JSON: temp file, fsync, rename."""
-    try:
-        data = msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n"
-    except (TypeError, UnicodeEncodeError, msgspec.EncodeError) as exc:
-        raise InvalidValueError(f"cannot store {os.path.basename(path)}: {exc}") from exc
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc}") from exc
-    atomic_write_bytes(path, data)
+def _guarded(method: F) -> F:
+    """The edge of LocalStore: no OSError leaves it, only the package's errors.
 
+    The calls translate what they can name precisely themselves; this catches the rest
+    (InvalidNameError when a path ran into a file, StorageError otherwise).
+    """
 
-def read_json(path: str) -> Any:
-    """The JSON value in ``path``, or None when the file does not exist."""
-    try:
-        with open(path, "rb") as fh:
-            return msgspec.json.decode(fh.read())
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except msgspec.DecodeError as exc:
-        raise StorageError(f"{path} is not valid JSON: {exc}") from exc
+    @functools.wraps(method)
+    def wrapper(self: LocalStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except MLDashError:
+            raise
+        except OSError as exc:
+            raise self._failure(exc) from exc
 
-
-def _info_to_json(info: ExperimentInfo) -> dict[str, Any]:
-    doc = {
-        "name": info.name,
-        "project": info.project,
-        "owner": info.owner,
-        "folder": "/".join(info.folders) or None,
-        "prefix": info.prefix,
-        "description": info.description,
-        "tags": list(info.tags),
-        "metadata": info.metadata,
-        "status": info.status,
-        "createdAt": codec.iso_utc(info.created_at),
-        "startedAt": codec.iso_utc(info.started_at) if info.started_at else None,
-        "endedAt": codec.iso_utc(info.ended_at) if info.ended_at else None,
-        "formatVersion": info.format_version,
-    }
-    found = find_nonfinite(info.metadata)
-    if found:
-        doc[codec.NONFINITE_KEY] = found
-    return doc
-
-
-def _info_from_json(prefix: str, doc: dict[str, Any]) -> ExperimentInfo:
-    parsed = parse_prefix(prefix)
-    metadata = doc.get("metadata") or {}
-    if doc.get(codec.NONFINITE_KEY) and isinstance(metadata, dict):
-        restore_nonfinite(metadata, doc[codec.NONFINITE_KEY])
-    return ExperimentInfo(
-        prefix=prefix,
-        owner=parsed.owner,
-        project=parsed.project,
-        name=parsed.name,
-        folders=parsed.folders,
-        description=doc.get("description"),
-        tags=tuple(doc.get("tags") or ()),
-        metadata=metadata,
-        status=doc.get("status") or "RUNNING",
-        created_at=codec.parse_iso(doc.get("createdAt")) or 0.0,
-        started_at=codec.parse_iso(doc.get("startedAt")),
-        ended_at=codec.parse_iso(doc.get("endedAt")),
-        format_version=int(doc.get("formatVersion") or 0),
-    )
+    return cast(F, wrapper)
 
 
 class LocalStore:
-    """The Store protocol over a folder (``dash_root``)."""
+    """The Store protocol over a folder (``dash_root``).
+
+    Every public call raises only the package's errors (``InvalidNameError`` when a name
+    runs into a file or folder already in the store, ``StorageError`` when the disk
+    fails, ...), chained to the ``OSError`` behind them.
+    """
 
     def __init__(self, root: str | os.PathLike[str] = ".dash", scan_batch_ids: bool = True) -> None:
         """A store over the folder ``root``. With ``scan_batch_ids`` (the server's
@@ -128,91 +98,139 @@ class LocalStore:
         SDK turns it off: its writer only ever resends its own batches."""
         self.root = os.path.abspath(os.fspath(root))
         self.scan_batch_ids = scan_batch_ids
-        self._appenders: dict[str, LockedAppender] = {}
+        self._appenders: dict[_Stream, LockedAppender] = {}  # logs: (prefix, "logs", "")
         self._lock = threading.Lock()
+        # Streams appended to since their metadata.json was last refreshed.
+        self._stale: dict[_Stream, None] = {}
 
-    # -- paths and locks -------------------------------------------------------------
+    # -- paths, locks and errors -----------------------------------------------------
 
     def experiment_dir(self, prefix: str) -> str:
+        """The folder of the experiment ``prefix`` (whether it exists or not)."""
         return os.path.join(self.root, *prefix.split("/"))
 
+    def _stream_folder(self, prefix: str, kind: str, name: str) -> str:
+        return os.path.join(self.experiment_dir(prefix), kind, *name.split("/"))
+
     def _stream_file(self, prefix: str, kind: str, name: str) -> str:
-        return os.path.join(self.experiment_dir(prefix), kind, *name.split("/"), _DATA)
+        return os.path.join(self._stream_folder(prefix, kind, name), _DATA)
 
     def _logs_file(self, prefix: str) -> str:
         return os.path.join(self.experiment_dir(prefix), "logs", "logs.jsonl")
 
-    def _appender(self, path: str, counter_key: str | None) -> LockedAppender:
-        appender = self._appenders.get(path)
+    def _failure(self, exc: OSError, what: str | None = None) -> MLDashError:
+        """``exc`` as the package's error; ``what`` says which name it concerns.
+
+        Messages of InvalidNameError (a refusal the client sees) name paths relative
+        to the root only.
+        """
+        if exc.errno not in _NAME_ERRNOS:
+            return StorageError(f"{what or 'the store at ' + self.root}: {exc}")
+        if what is None:
+            filename = exc.filename if isinstance(exc.filename, str) else ""
+            inside = filename.startswith(self.root + os.sep)
+            what = repr(os.path.relpath(filename, self.root).replace(os.sep, "/")) if inside else "a name"
+        if exc.errno == errno.ENAMETOOLONG:
+            return InvalidNameError(f"{what}: too long for the file system ({exc.strerror})")
+        return InvalidNameError(f"{what}: runs into a file or folder already in the store ({exc.strerror})")
+
+    def _make_folder(self, folder: str, what: str) -> None:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise self._failure(exc, what) from exc
+
+    def _appender(self, stream: _Stream, counter_key: str | None, what: str) -> LockedAppender:
+        """The appender of a stream's data file (cached by stream: no path work per batch)."""
+        appender = self._appenders.get(stream)
         if appender is None:
+            prefix, kind, name = stream
+            path = self._logs_file(prefix) if kind == "logs" else self._stream_file(prefix, kind, name)
+            # The folder is made here, not by the appender, so that a name running into
+            # a file is refused as that name.
+            self._make_folder(os.path.dirname(path), what)
             with self._lock:
-                appender = self._appenders.get(path)
+                appender = self._appenders.get(stream)
                 if appender is None:
-                    appender = self._appenders[path] = LockedAppender(path, counter_key, self.scan_batch_ids)
+                    appender = self._appenders[stream] = LockedAppender(path, counter_key, self.scan_batch_ids)
         return appender
 
     @contextmanager
     def _folder_lock(self, prefix: str) -> Iterator[None]:
+        """Hold the experiment's ``.lock`` (threads and processes) for a read-modify-write."""
         folder = self.experiment_dir(prefix)
+        self._make_folder(folder, f"experiment {prefix!r}")
+        lock_path = os.path.join(folder, ".lock")
         try:
-            os.makedirs(folder, exist_ok=True)
-            fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise StorageError(f"cannot lock {folder}: {exc}") from exc
         try:
-            lock_file(fd, os.path.join(folder, ".lock"))
+            lock_file(fd, lock_path)
             yield
         finally:
             os.close(fd)
 
     # -- experiments -------------------------------------------------------------------
 
+    @_guarded
     def open_experiment(self, info: ExperimentInfo) -> ExperimentInfo:
         path = os.path.join(self.experiment_dir(info.prefix), "experiment.json")
         with self._folder_lock(info.prefix):
-            existing = read_json(path)
+            existing = docs.read_json(path)
             if isinstance(existing, dict):
-                old = _info_from_json(info.prefix, existing)
-                info = info.with_changes(
-                    created_at=old.created_at or info.created_at,
-                    description=info.description if info.description is not None else old.description,
-                    tags=info.tags or old.tags,
-                    metadata={**old.metadata, **info.metadata},
-                )
-            atomic_write_json(path, _info_to_json(info))
+                info = info.resuming(docs.info_from_json(info.prefix, existing, path))
+            docs.atomic_write_json(path, docs.info_to_json(info))
         return info
 
+    @_guarded
     def update_experiment(self, prefix: str, **changes: Any) -> ExperimentInfo:
         path = os.path.join(self.experiment_dir(prefix), "experiment.json")
         if not os.path.isfile(path):  # do not create folders for an experiment that does not exist
             raise NotFoundError(f"no experiment {prefix!r} under {self.root}")
         with self._folder_lock(prefix):
-            existing = read_json(path)
+            existing = docs.read_json(path)
             if not isinstance(existing, dict):
                 raise NotFoundError(f"no experiment {prefix!r} under {self.root}")
-            info = _info_from_json(prefix, existing).with_changes(**changes)
+            info = docs.info_from_json(prefix, existing, path).with_changes(**changes)
             existing.pop(codec.NONFINITE_KEY, None)
-            atomic_write_json(path, {**existing, **_info_to_json(info)})
+            docs.atomic_write_json(path, {**existing, **docs.info_to_json(info)})
         return info
 
+    @_guarded
     def get_experiment(self, prefix: str) -> ExperimentInfo | None:
-        doc = read_json(os.path.join(self.experiment_dir(prefix), "experiment.json"))
-        return _info_from_json(prefix, doc) if isinstance(doc, dict) else None
+        """The stored info, None when there is none; StorageError when
+        ``experiment.json`` cannot be read or is damaged."""
+        path = os.path.join(self.experiment_dir(prefix), "experiment.json")
+        doc = docs.read_json(path)
+        if doc is None:
+            return None
+        if not isinstance(doc, dict):
+            raise StorageError(f"{path} is damaged: not a JSON object")
+        return docs.info_from_json(prefix, doc, path)
 
+    @_guarded
     def list_experiments(self, owner: str | None = None, project: str | None = None) -> list[ExperimentInfo]:
+        """Every experiment under the root (or one owner, one project), by prefix.
+
+        A folder whose ``experiment.json`` cannot be read or is damaged, or whose path is
+        not a valid prefix, is left out with a RuntimeWarning naming it.
+        """
         base = self.root
         if owner:
             base = os.path.join(base, owner)
             if project:
                 base = os.path.join(base, project)
         found = []
-        for folder, dirs, files in os.walk(base):
+        for folder, dirs, files in os.walk(base, onerror=_warn_unlistable):
             if "experiment.json" in files:
                 dirs[:] = []
                 prefix = os.path.relpath(folder, self.root).replace(os.sep, "/")
                 try:
+                    parse_prefix(prefix)
                     info = self.get_experiment(prefix)
-                except Exception:
+                except (StorageError, InvalidNameError) as exc:
+                    warnings.warn(f"ml-dash: leaving out {prefix!r} from the list: {exc}", RuntimeWarning, stacklevel=2)
                     continue
                 if info is not None:
                     found.append(info)
@@ -222,53 +240,45 @@ class LocalStore:
 
     # -- params ------------------------------------------------------------------------
 
+    @_guarded
     def set_params(self, prefix: str, flat: dict[str, Any]) -> ParamsDoc:
         path = os.path.join(self.experiment_dir(prefix), "parameters.json")
-        now = time.time()
         with self._folder_lock(prefix):
-            doc = read_json(path)
-            if not isinstance(doc, dict):
-                doc = {"version": 0, "data": {}, "createdAt": codec.iso_utc(now)}
-            data = {**(doc.get("data") or {}), **flat}
-            stored = {
-                "version": int(doc.get("version") or 0) + 1,
-                "data": data,
-                "createdAt": doc.get("createdAt") or codec.iso_utc(now),
-                "updatedAt": codec.iso_utc(now),
-            }
-            found = find_nonfinite(data)
-            if found:
-                stored[codec.NONFINITE_KEY] = found
-            atomic_write_json(path, stored)
-        return self._params_from_doc(stored)
+            doc = docs.params_merged(docs.read_json(path), flat, time.time(), path)
+            docs.atomic_write_json(path, doc)
+        return docs.params_from_json(doc, path)
 
-    @staticmethod
-    def _params_from_doc(doc: dict[str, Any]) -> ParamsDoc:
-        data = dict(doc.get("data") or {})
-        found = doc.get(codec.NONFINITE_KEY)
-        if found:
-            restore_nonfinite(data, found)
-        return ParamsDoc(
-            data=data,
-            version=int(doc.get("version") or 0),
-            created_at=codec.parse_iso(doc.get("createdAt")),
-            updated_at=codec.parse_iso(doc.get("updatedAt")),
-        )
-
+    @_guarded
     def get_params(self, prefix: str) -> ParamsDoc:
-        doc = read_json(os.path.join(self.experiment_dir(prefix), "parameters.json"))
-        return self._params_from_doc(doc) if isinstance(doc, dict) else ParamsDoc(data={})
+        path = os.path.join(self.experiment_dir(prefix), "parameters.json")
+        doc = docs.read_json(path)
+        return docs.params_from_json(doc, path) if isinstance(doc, dict) else ParamsDoc(data={})
 
     # -- metrics -----------------------------------------------------------------------
 
-    def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None) -> int:
+    @_guarded
+    def append_metrics(
+        self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None
+    ) -> AppendResult:
         if not points:
-            return -1
-        appender = self._appender(self._stream_file(prefix, "metrics", name), "index")
-        first, used = appender.append(
-            lambda first: (codec.encode_metric_lines(points, first, batch_id), len(points)), batch_id
+            return AppendResult(None, 0)
+        stream = (prefix, "metrics", name)
+        appender = self._appenders.get(stream) or self._appender(
+            stream, "index", f"metric {name!r} of experiment {prefix!r}"
         )
-        return FirstIndex(first, duplicate=used == 0)
+        result = appender.append(
+            lambda first: codec.encode_metric_lines(points, first, batch_id), len(points), batch_id
+        )
+        if not result.duplicate and stream not in self._stale:
+            self._mark_stale(stream)
+        return result
+
+    @_guarded
+    def describe_stream(self, prefix: str, name: str, description: StreamDescription) -> None:
+        """Write ``description``, ``tags`` and ``metadata`` into ``metrics/<name>/metadata.json``
+        (creating it, with the stream's counters, if there is none yet)."""
+        self._make_folder(self._stream_folder(prefix, "metrics", name), f"metric {name!r} of experiment {prefix!r}")
+        self._write_stream_metadata(prefix, "metrics", name, description)
 
     def _decode_metric_block(self, block: bytes, path: str) -> list[dict[str, Any]]:
         lines = decode_block(block, path)
@@ -290,17 +300,17 @@ class LocalStore:
                 at = block.find(_BATCH_MARK, at + 1)
         return lines
 
+    @_guarded
     def read_metrics(self, prefix: str, name: str, start_index: int = 0, limit: int = 1000) -> MetricPage:
         if start_index < 0 or limit < 0:
             raise InvalidValueError(f"start_index and limit must be >= 0, got {start_index} and {limit}")
         path = self._stream_file(prefix, "metrics", name)
-        try:
-            reader = LineReader(path)
-        except FileNotFoundError:
+        reader = open_lines(path)
+        if reader is None:
             return MetricPage(data=[], startIndex=start_index, endIndex=start_index - 1, total=0, hasMore=False)
         with reader:
             last = reader.last_line()
-            total = counter_of(last, "index") + 1 if last else 0
+            total = reader.counter(last, "index") + 1 if last else 0
             offset = reader.bisect("index", start_index) if start_index > 0 else 0
             to_end = start_index + limit >= total
             block = reader.read_rest(offset) if to_end else reader.read_block(offset, limit)
@@ -308,77 +318,52 @@ class LocalStore:
         end = data[-1]["index"] if data else start_index - 1
         return MetricPage(data=data, startIndex=start_index, endIndex=end, total=total, hasMore=end + 1 < total)
 
+    @_guarded
     def metric_stats(self, prefix: str, name: str) -> MetricStats:
         path = self._stream_file(prefix, "metrics", name)
-        try:
-            reader = LineReader(path)
-        except FileNotFoundError:
+        reader = open_lines(path)
+        if reader is None:
             return MetricStats(name=name, totalDataPoints=0, firstDataAt=None, lastDataAt=None)
         with reader:
             first, last = reader.first_line(), reader.last_line()
-        if not first or not last:
-            return MetricStats(name=name, totalDataPoints=0, firstDataAt=None, lastDataAt=None)
-        first_doc, last_doc = msgspec.json.decode(first), msgspec.json.decode(last)
+            if not first or not last:
+                return MetricStats(name=name, totalDataPoints=0, firstDataAt=None, lastDataAt=None)
+            total = reader.counter(last, "index") + 1
         return MetricStats(
             name=name,
-            totalDataPoints=int(last_doc["index"]) + 1,
-            firstDataAt=_point_time(first_doc),
-            lastDataAt=_point_time(last_doc),
+            totalDataPoints=total,
+            firstDataAt=_point_time(decode_line(first, path)),
+            lastDataAt=_point_time(decode_line(last, path)),
         )
 
     def _stream_names(self, prefix: str, kind: str) -> list[str]:
         base = os.path.join(self.experiment_dir(prefix), kind)
         names = []
-        for folder, dirs, files in os.walk(base):
+        for folder, dirs, files in os.walk(base, onerror=_warn_unlistable):
             dirs.sort()
             if _DATA in files:
                 names.append(os.path.relpath(folder, base).replace(os.sep, "/"))
         return sorted(names)
 
+    @_guarded
     def list_metrics(self, prefix: str) -> list[MetricStats]:
         return [self.metric_stats(prefix, name) for name in self._stream_names(prefix, "metrics")]
 
-    def write_stream_metadata(self, prefix: str, kind: str, name: str, extra: dict[str, Any] | None = None) -> None:
-        """Rewrite ``<kind>/<name>/metadata.json`` from the data file (counters are derived)."""
-        folder = os.path.join(self.experiment_dir(prefix), kind, *name.split("/"))
-        path = os.path.join(folder, "metadata.json")
-        old = read_json(path)
-        doc: dict[str, Any] = (
-            dict(old) if isinstance(old, dict) else {"name": name, "createdAt": codec.iso_utc(time.time())}
-        )
-        if kind == "metrics":
-            stats = self.metric_stats(prefix, name)
-            doc.update(
-                metricId=doc.get("metricId") or f"local-metric-{name}",
-                name=name,
-                totalDataPoints=stats["totalDataPoints"],
-                nextIndex=stats["totalDataPoints"],
-                firstDataAt=stats["firstDataAt"],
-                lastDataAt=stats["lastDataAt"],
-            )
-        else:
-            columns = set(doc.get("columns") or ())
-            columns.update((extra or {}).get("columns", ()))
-            info = self.track_info(prefix, name)
-            doc.update(name=name, columns=sorted(columns), totalEntries=info["totalEntries"],
-                       firstTimestamp=info["firstTimestamp"], lastTimestamp=info["lastTimestamp"])
-        for key, value in (extra or {}).items():
-            if key != "columns":
-                doc[key] = value
-        doc["updatedAt"] = codec.iso_utc(time.time())
-        atomic_write_json(path, doc)
-
     # -- logs --------------------------------------------------------------------------
 
-    def append_logs(self, prefix: str, records: list[LogRecord], batch_id: str | None = None) -> int:
+    @_guarded
+    def append_logs(self, prefix: str, records: list[LogRecord], batch_id: str | None = None) -> AppendResult:
         if not records:
-            return -1
-        appender = self._appender(self._logs_file(prefix), "sequenceNumber")
-        first, used = appender.append(
-            lambda first: (codec.encode_log_lines(records, first, batch_id), len(records)), batch_id
+            return AppendResult(None, 0)
+        stream = (prefix, "logs", "")
+        appender = self._appenders.get(stream) or self._appender(
+            stream, "sequenceNumber", f"the logs of experiment {prefix!r}"
         )
-        return FirstIndex(first, duplicate=used == 0)
+        return appender.append(
+            lambda first: codec.encode_log_lines(records, first, batch_id), len(records), batch_id
+        )
 
+    @_guarded
     def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
         offset = int(query.get("offset", 0))
         limit = int(query.get("limit", 100))
@@ -389,15 +374,14 @@ class LocalStore:
         search = (query.get("search") or "").lower()
         descending = bool(query.get("descending", False))
         path = self._logs_file(prefix)
-        try:
-            reader = LineReader(path)
-        except FileNotFoundError:
+        reader = open_lines(path)
+        if reader is None:
             return LogPage(logs=[], total=0, offset=offset, limit=limit, hasMore=False)
         filtered = bool(levels or start is not None or end is not None or search)
         with reader:
             if not filtered and not descending:
                 last = reader.last_line()
-                total = counter_of(last, "sequenceNumber") + 1 if last else 0
+                total = reader.counter(last, "sequenceNumber") + 1 if last else 0
                 block = reader.read_block(reader.bisect("sequenceNumber", offset) if offset else 0, limit)
                 logs = [self._log_out(line) for line in decode_block(block, path)]
                 return LogPage(logs=logs, total=total, offset=offset, limit=limit, hasMore=offset + len(logs) < total)
@@ -431,22 +415,27 @@ class LocalStore:
 
     # -- tracks ------------------------------------------------------------------------
 
+    @_guarded
     def append_tracks(
         self, prefix: str, topic: str, entries: list[dict[str, Any]], batch_id: str | None = None
-    ) -> int:
+    ) -> AppendResult:
         if not entries:
-            return 0
-        appender = self._appender(self._stream_file(prefix, "tracks", topic), None)
-        _, written = appender.append(
-            lambda _first: (codec.encode_track_lines(entries, batch_id), len(entries)), batch_id
+            return AppendResult(None, 0)
+        stream = (prefix, "tracks", topic)
+        appender = self._appenders.get(stream) or self._appender(
+            stream, None, f"track {topic!r} of experiment {prefix!r}"
         )
-        return written
+        result = appender.append(lambda _first: codec.encode_track_lines(entries, batch_id), len(entries), batch_id)
+        if not result.duplicate and stream not in self._stale:
+            self._mark_stale(stream)
+        return result
 
     def _track_lines(self, prefix: str, topic: str) -> list[dict[str, Any]]:
+        """Every line of the topic in time order, lines of one time in append order
+        (non-finite floats restored, batch ids dropped)."""
         path = self._stream_file(prefix, "tracks", topic)
-        try:
-            reader = LineReader(path)
-        except FileNotFoundError:
+        reader = open_lines(path)
+        if reader is None:
             return []
         out: list[dict[str, Any]] = []
         with reader:
@@ -455,8 +444,10 @@ class LocalStore:
                 if b'"_nonFinite"' in block or b'"_batchId"' in block:
                     lines = [codec.restore_track(line) for line in lines]
                 out.extend(lines)
+        out.sort(key=lambda e: e.get("timestamp", 0.0))  # stable: appends keep their order
         return out
 
+    @_guarded
     def read_tracks(
         self,
         prefix: str,
@@ -466,38 +457,123 @@ class LocalStore:
         columns: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         lines = self._track_lines(prefix, topic)
-        lines.sort(key=lambda e: e.get("timestamp", 0.0))  # stable: appends keep their order
         lo = -math.inf if start_timestamp is None else start_timestamp
         hi = math.inf if end_timestamp is None else end_timestamp
         return merge_track_entries((e for e in lines if lo <= e.get("timestamp", 0.0) <= hi), columns)
 
-    def track_info(self, prefix: str, topic: str) -> dict[str, Any]:
-        entries = self.read_tracks(prefix, topic)
-        return {
-            "topic": topic,
-            "totalEntries": len(entries),
-            "firstTimestamp": entries[0]["timestamp"] if entries else None,
-            "lastTimestamp": entries[-1]["timestamp"] if entries else None,
-        }
+    def _track_summary(self, prefix: str, topic: str, with_columns: bool = False) -> dict[str, Any]:
+        """Entry count and time span of a topic (and, asked for, every field name in it)."""
+        lines = self._track_lines(prefix, topic)
+        summary: dict[str, Any] = {"topic": topic}
+        if with_columns:
+            summary["columns"] = sorted({key for line in lines for key in line})
+        entries = merge_track_entries(lines)
+        summary.update(
+            totalEntries=len(entries),
+            firstTimestamp=entries[0]["timestamp"] if entries else None,
+            lastTimestamp=entries[-1]["timestamp"] if entries else None,
+        )
+        return summary
 
+    @_guarded
     def list_tracks(self, prefix: str) -> list[dict[str, Any]]:
-        return [self.track_info(prefix, topic) for topic in self._stream_names(prefix, "tracks")]
+        return [self._track_summary(prefix, topic) for topic in self._stream_names(prefix, "tracks")]
+
+    # -- stream metadata ---------------------------------------------------------------
+
+    def _mark_stale(self, stream: _Stream) -> None:
+        # Callers skip this when the stream is already marked: a refresh that unmarks it
+        # meanwhile reads the data after their append, so it counts it.
+        with self._lock:
+            self._stale[stream] = None
+
+    def _write_stream_metadata(
+        self, prefix: str, kind: str, name: str, description: StreamDescription | None = None
+    ) -> None:
+        """Rewrite ``<kind>/<name>/metadata.json``: counters (and track columns) derived
+        from the data file, with ``description`` when given, else the one stored."""
+        path = os.path.join(self._stream_folder(prefix, kind, name), "metadata.json")
+        if kind == "metrics":
+            stats = self.metric_stats(prefix, name)
+            derived: dict[str, Any] = {
+                "totalDataPoints": stats["totalDataPoints"],
+                "nextIndex": stats["totalDataPoints"],
+                "firstDataAt": stats["firstDataAt"],
+                "lastDataAt": stats["lastDataAt"],
+            }
+        else:
+            derived = self._track_summary(prefix, name, with_columns=True)
+            del derived["topic"]
+        # The counters may be a moment old when written (another writer appends while
+        # they are counted): the file is a cache that every refresh rebuilds. The lock
+        # keeps what is not derived (the description) from being lost to a race.
+        with self._folder_lock(prefix):
+            old = docs.stored_stream_metadata(path)
+            docs.atomic_write_json(path, docs.stream_metadata(old, kind, name, derived, description, time.time()))
+
+    def _refresh_stream_metadata(self, prefix: str | None) -> None:
+        """Rewrite the metadata of streams appended to since the last refresh (of one
+        experiment, or all). A failure warns: the file is a cache, and the stream is
+        tried again at the next sync or close."""
+        with self._lock:
+            streams = [s for s in self._stale if prefix is None or s[0] == prefix]
+            for stream in streams:
+                del self._stale[stream]
+        for stream in streams:
+            try:
+                self._write_stream_metadata(*stream)
+            except (MLDashError, OSError) as exc:
+                self._mark_stale(stream)
+                kind, name = stream[1], stream[2]
+                warnings.warn(
+                    f"ml-dash: cannot refresh {kind}/{name}/metadata.json of {stream[0]!r}: {exc} "
+                    "(tried again at the next flush or close)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
     # -- durability --------------------------------------------------------------------
 
+    @_guarded
     def sync(self, prefix: str) -> None:
-        folder = self.experiment_dir(prefix) + os.sep
+        """fsync every data file of ``prefix`` this store appended to (StorageError if
+        one fails), then refresh the ``metadata.json`` of the streams appended to since
+        the last refresh (a failure there warns)."""
         with self._lock:
-            appenders = [a for path, a in self._appenders.items() if path.startswith(folder)]
+            appenders = [a for stream, a in self._appenders.items() if stream[0] == prefix]
+        failures: list[StorageError] = []
         for appender in appenders:
-            appender.fsync()
+            try:
+                appender.fsync()
+            except StorageError as exc:
+                failures.append(exc)
+        self._refresh_stream_metadata(prefix)
+        if failures:
+            raise failures[0]
 
+    @_guarded
     def close(self) -> None:
+        """Refresh the ``metadata.json`` of streams appended to since the last refresh
+        (a failure warns), then close every data file. StorageError if closing one
+        reports an error (all are closed regardless). The store can be used again."""
+        self._refresh_stream_metadata(None)
         with self._lock:
             appenders = list(self._appenders.values())
             self._appenders.clear()
+        failures: list[StorageError] = []
         for appender in appenders:
-            appender.close()
+            try:
+                appender.close()
+            except StorageError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+
+def _warn_unlistable(exc: OSError) -> None:
+    """``os.walk``'s error hook: a folder that does not exist is empty; others warn."""
+    if not isinstance(exc, FileNotFoundError | NotADirectoryError):
+        warnings.warn(f"ml-dash: cannot list {exc.filename}: {exc.strerror}", RuntimeWarning, stacklevel=2)
 
 
 def _point_time(doc: dict[str, Any]) -> float | None:

@@ -11,6 +11,7 @@ tracks              one document per entry; index (exp, topic, timestamp, o), ``
 counters            log sequence and track order counters (``find_one_and_update`` + ``$inc``)
 batches             applied batch ids (``_id`` unique): a resent batch is not stored twice
 metrics             one per metric stream: its index counter and cold watermark
+stream_descriptions one per described metric stream: description, tags, metadata (blob)
 metric_buckets      the hot tail, up to ``bucket_size`` points per document
 metric_chunks       the manifest of the cold tier (one document per S3 object)
 ==================  ==========================================================================
@@ -20,7 +21,7 @@ See ``mongo_docs`` (what a document holds and why user keys stay data),
 ``mongo_metrics`` (buckets, moves, merged reads) and ``chunk_codec`` (the S3 objects).
 
 Only operations seen working on both MongoDB and the nx-27017 emulator are used
-(see SERVICES.md); where the emulator differs, the code says so where it matters.
+(see docs/backends.md, "Tests"); where the emulator differs, the code says so where it matters.
 Any failure to reach MongoDB or S3 raises :class:`~ml_dash.errors.StorageError`; an
 unreachable MongoDB is reported after ``timeout`` seconds (2 s by default).
 """
@@ -31,21 +32,22 @@ import functools
 import re
 import time
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, TypeVar, cast
 
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from ..errors import InvalidValueError, NotFoundError, StorageError
 from ..records import (
+    AppendResult,
     ExperimentInfo,
-    FirstIndex,
     LogPage,
     LogQuery,
     LogRecord,
     MetricPage,
     MetricStats,
     ParamsDoc,
+    StreamDescription,
     merge_track_entries,
 )
 from . import mongo_docs as docs
@@ -53,16 +55,15 @@ from .mongo_batches import BatchLedger
 from .mongo_metrics import MetricTier, stream_id
 from .s3_chunks import S3_ERRORS, ChunkObjects, make_s3_client
 
-P = ParamSpec("P")
-R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 _CAS_TRIES = 100
 
 
-def _guarded(method: Callable[Concatenate[MongoStore, P], R]) -> Callable[Concatenate[MongoStore, P], R]:
+def _guarded(method: F) -> F:
     """Create the indexes on first use; turn driver errors into StorageError."""
 
     @functools.wraps(method)
-    def wrapper(self: MongoStore, *args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(self: MongoStore, *args: Any, **kwargs: Any) -> Any:
         try:
             if not self._indexed:
                 self._create_indexes()
@@ -72,7 +73,7 @@ def _guarded(method: Callable[Concatenate[MongoStore, P], R]) -> Callable[Concat
         except S3_ERRORS as exc:
             raise StorageError(f"S3 bucket {self.s3_bucket!r}: {type(exc).__name__}: {exc}") from exc
 
-    return wrapper
+    return cast(F, wrapper)
 
 
 def _span(start: float | None, end: float | None) -> dict[str, float]:
@@ -137,6 +138,7 @@ class MongoStore:
         self.logs = db["logs"]
         self.tracks = db["tracks"]
         self.counters = db["counters"]
+        self.descriptions = db["stream_descriptions"]
         self.ledger = BatchLedger(self.counters, db["batches"], claim_wait)
         self._s3_client: Any = None
         chunks = None
@@ -169,13 +171,7 @@ class MongoStore:
                     return info
                 except DuplicateKeyError:
                     continue
-            old = docs.experiment_from_doc(doc)
-            merged = info.with_changes(
-                created_at=old.created_at or info.created_at,
-                description=info.description if info.description is not None else old.description,
-                tags=info.tags or old.tags,
-                metadata={**old.metadata, **info.metadata},
-            )
+            merged = info.resuming(docs.experiment_from_doc(doc))
             if self._replace_experiment(doc, merged):
                 return merged
         raise StorageError(f"experiment {info.prefix!r}: too many concurrent changes, try again")
@@ -254,8 +250,17 @@ class MongoStore:
     # -- metrics -----------------------------------------------------------------------
 
     @_guarded
-    def append_metrics(self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None) -> int:
+    def append_metrics(
+        self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None = None
+    ) -> AppendResult:
         return self.metric_tier.append(prefix, name, points, batch_id)
+
+    @_guarded
+    def describe_stream(self, prefix: str, name: str, description: StreamDescription) -> None:
+        """Replace the stream's document in ``stream_descriptions`` (the stream need not have points)."""
+        sid = stream_id(prefix, name)
+        # `_id` repeated in the replacement: the emulator's upserting replace_one does not take it from the filter.
+        self.descriptions.replace_one({"_id": sid}, docs.description_doc(sid, prefix, name, description), upsert=True)
 
     @_guarded
     def read_metrics(self, prefix: str, name: str, start_index: int = 0, limit: int = 1000) -> MetricPage:
@@ -277,23 +282,27 @@ class MongoStore:
 
     # -- logs --------------------------------------------------------------------------
 
-    def _insert_new(self, collection: Any, documents: list[dict[str, Any]]) -> None:
-        """Insert ``documents``; those whose ``_id`` is already stored are left as they are."""
+    def _insert_new(self, collection: Any, documents: list[dict[str, Any]]) -> int:
+        """Insert ``documents``; those whose ``_id`` is already stored are left as they are.
+
+        Returns how many were inserted.
+        """
         try:
-            collection.insert_many(documents, ordered=False)
+            return len(collection.insert_many(documents, ordered=False).inserted_ids)
         except BulkWriteError as exc:
             if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", ())):
                 raise
+            return int(exc.details.get("nInserted", 0))
 
     @_guarded
-    def append_logs(self, prefix: str, records: list[LogRecord], batch_id: str | None = None) -> int:
+    def append_logs(self, prefix: str, records: list[LogRecord], batch_id: str | None = None) -> AppendResult:
         if not records:
-            return -1
+            return AppendResult(None, 0)
         log_id = "logs:" + stream_id(prefix, "")
         docs.log_docs(prefix, log_id, records, 0)  # raises InvalidValueError before a number is taken
         reserved = self.ledger.reserve(log_id, len(records), batch_id, {"kind": "logs", "exp": prefix})
         self._insert_new(self.logs, docs.log_docs(prefix, log_id, records, reserved.first))
-        return FirstIndex(reserved.first, duplicate=reserved.counter is None)
+        return AppendResult(reserved.first, len(records), duplicate=reserved.counter is None)
 
     @_guarded
     def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
@@ -323,17 +332,18 @@ class MongoStore:
     @_guarded
     def append_tracks(
         self, prefix: str, topic: str, entries: list[dict[str, Any]], batch_id: str | None = None
-    ) -> int:
+    ) -> AppendResult:
+        """A batch is a duplicate when it has an id and every one of its entries was stored before."""
         if not entries:
-            return 0
+            return AppendResult(None, 0)
         topic_id = "tracks:" + stream_id(prefix, topic)
         documents = docs.track_docs(prefix, topic_id, topic, entries, 0, batch_id)
         # Order numbers are taken afresh on a resend; documents already stored keep theirs.
         order = self.ledger.reserve(topic_id, len(entries), None, {"kind": "tracks", "exp": prefix, "topic": topic})
         for document in documents:
             document["o"] += order.first
-        self._insert_new(self.tracks, documents)
-        return len(entries)
+        inserted = self._insert_new(self.tracks, documents)
+        return AppendResult(None, len(entries), duplicate=batch_id is not None and inserted == 0)
 
     @_guarded
     def read_tracks(

@@ -12,13 +12,14 @@ stored beside the blob as plain values.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
 
 from ..errors import InvalidValueError
 from ..names import parse_prefix
-from ..records import ExperimentInfo, LogRecord
+from ..records import ExperimentInfo, LogRecord, StreamDescription
 from ..values import find_nonfinite, restore_nonfinite
 from . import codec
 
@@ -97,6 +98,28 @@ def experiment_from_doc(doc: dict[str, Any]) -> ExperimentInfo:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+# -- metric streams -----------------------------------------------------------------------
+
+
+def description_doc(sid: str, prefix: str, name: str, description: StreamDescription) -> dict[str, Any]:
+    """The ``stream_descriptions`` document of a metric stream (``_id`` is its stream id)."""
+    return {
+        "_id": sid,
+        "exp": prefix,
+        "name": name,
+        "description": description.description,
+        "tags": list(description.tags),
+        "metadata": to_blob(description.metadata, "stream metadata"),
+        "updatedAt": time.time(),
+    }
+
+
+def description_from_doc(doc: dict[str, Any]) -> StreamDescription:
+    metadata = from_blob(doc.get("metadata"), {})
+    return StreamDescription(doc.get("description"), tuple(doc.get("tags") or ()),
+                             metadata if isinstance(metadata, dict) else {})
 
 
 # -- logs ---------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import InvalidValueError, StorageError
-from ..records import FirstIndex, MetricPage, MetricStats
+from ..records import AppendResult, MetricPage, MetricStats
 from . import chunk_codec, codec
 from .jsonl import decode_block
 from .mongo_batches import BatchLedger
@@ -94,10 +94,10 @@ class MetricTier:
 
     # -- writing -----------------------------------------------------------------------
 
-    def append(self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None) -> int:
-        """Store ``points`` at the next free indexes; returns the first (-1 for none)."""
+    def append(self, prefix: str, name: str, points: list[dict[str, Any]], batch_id: str | None) -> AppendResult:
+        """Store ``points`` at the next free indexes (``first`` None for an empty batch)."""
         if not points:
-            return -1
+            return AppendResult(None, 0)
         codec.encode_metric_lines(points, 0)  # raises InvalidValueError before an index is taken
         sid = stream_id(prefix, name)
         reserved = self.ledger.reserve(sid, len(points), batch_id, {"exp": prefix, "name": name})
@@ -105,7 +105,7 @@ class MetricTier:
         lines = codec.encode_metric_lines(points, reserved.first)
         self._write_blocks(sid, reserved.first, lines.split(b"\n")[:-1], int(counter.get("cold", 0)))
         self._move_when_due(prefix, name, counter)
-        return FirstIndex(reserved.first, duplicate=reserved.counter is None)
+        return AppendResult(reserved.first, len(points), duplicate=reserved.counter is None)
 
     def _write_blocks(self, sid: str, first: int, lines: list[bytes], cold: int) -> None:
         size = self.bucket_size

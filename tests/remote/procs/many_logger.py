@@ -47,7 +47,7 @@ def main() -> int:
         if path.endswith("/append"):
             requests.append((path.rsplit("/", 2)[-2], took))
 
-    sender: Any = exp._store._send_client  # the RemoteStore's sending client (remote-only mode)
+    sender: Any = exp._session.backend.replica._client  # type: ignore[union-attr]  # the RemoteStore's client
     sender.event_hooks = {"request": [on_request], "response": [on_response]}
     exp.run.start()
     metric = exp.metrics("train")

@@ -67,7 +67,9 @@ def main() -> int:
                 if took > slowest:
                     slowest = took
             done += int(args[0])
-            say(logged=done, max_call=slowest, seconds=clock() - started, errors=errors, spooled=len(exp._store.spool))
+            outbox = exp._session.backend.outbox
+            say(logged=done, max_call=slowest, seconds=clock() - started, errors=errors,
+                spooled=len(outbox) if outbox is not None else 0)
         elif command == "close":
             say(closing=True)
             t0 = clock()

@@ -1,0 +1,115 @@
+"""The running side of an experiment, as the user-facing helpers see it.
+
+``exp.params``, ``exp.metrics``, ``exp.logs`` and ``exp.tracks`` depend on this small
+object, not on :class:`~ml_dash.experiment.Experiment`: the prefix, the store reads go
+to, the writer's channels, flushing, and the "must be running" check.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from .errors import NotStartedError
+from .outbox import Call
+from .stores.base import Store
+from .stores.factory import Backend
+from .writer import Channel, CloseReport, OnResult, Writer
+
+
+class Session:
+    """One experiment's writer over its backend, between ``run.start()`` and the end."""
+
+    def __init__(self, prefix: str, backend: Backend, flush_interval: float, on_result: OnResult) -> None:
+        self.prefix = prefix
+        self.backend = backend
+        self.flush_interval = flush_interval
+        self._on_result = on_result
+        self._writer: Writer | None = None
+        self._control: Channel | None = None
+        self.finished = False
+
+    @property
+    def reader(self) -> Store:
+        """The store reads go to (the local folder, else the server)."""
+        return self.backend.reader
+
+    @property
+    def running(self) -> bool:
+        return self._writer is not None
+
+    def start(self) -> None:
+        """Start the background writer (idempotent)."""
+        if self._writer is None:
+            self._writer = Writer(
+                self.prefix,
+                self.backend.primary,
+                replica=self.backend.replica,
+                outbox=self.backend.outbox,
+                flush_interval=self.flush_interval,
+                on_result=self._on_result,
+            )
+            self._control = self._writer.channel("control")
+            self.finished = False
+
+    def stop(self, timeout: float) -> CloseReport:
+        """Stop logging, deliver what is queued within ``timeout`` seconds, close the
+        stores; returns what could not be delivered."""
+        writer = self._writer
+        assert writer is not None, "stop() of a session that is not running"
+        self._writer = self._control = None
+        self.finished = True
+        report = writer.close(timeout)
+        self.backend.close()
+        return report
+
+    def require_running(self, what: str) -> None:
+        """Raise NotStartedError naming ``what`` unless the run is going."""
+        if self._writer is None:
+            state = "has finished" if self.finished else "has not started"
+            raise NotStartedError(
+                f"{what}: experiment {self.prefix!r} {state}; use `with Experiment(...).run as exp:` "
+                "or call exp.run.start() first"
+            )
+
+    def writer(self, what: str) -> Writer:
+        self.require_running(what)
+        assert self._writer is not None
+        return self._writer
+
+    def channel(self, kind: str, name: str = "") -> Channel:
+        """The writer's channel for a metric (``metrics``), ``logs`` or a track topic."""
+        return self.writer(kind).channel(kind, name)
+
+    def poke(self, queue: deque[Any]) -> None:
+        """The hot path's call every BATCH_SIZE records (wake the writer, backpressure)."""
+        writer = self._writer
+        if writer is not None:
+            writer.poke(queue)
+
+    def flush(self, channel: Channel | None = None) -> None:
+        """Write what is queued (of ``channel`` and the control calls, or everything)
+        so that a read sees it."""
+        writer = self._writer
+        if writer is not None:
+            writer.flush(channel)
+
+    def control(self, op: str, name: str | None, *args: Any) -> None:
+        """Queue the store call ``op`` (open, update, params, describe) and hand it to
+        the stores now (the local folder at once; the server soon, in the background)."""
+        writer = self.writer(op)
+        assert self._control is not None
+        self._control.queue.append(Call(op, self.prefix, name, args, "control"))
+        writer.hand_over(self._control)
+
+    def queue_control(self, op: str, name: str | None, *args: Any) -> None:
+        """Queue ``op`` to go with the next write (the final status at close)."""
+        self.writer(op)
+        assert self._control is not None
+        self._control.queue.append(Call(op, self.prefix, name, args, "control"))
+
+    def sync(self) -> None:
+        """Write and fsync everything queued (``exp.flush()``); raises StorageError."""
+        writer = self.writer("flush")
+        writer.flush()
+        writer.sync()

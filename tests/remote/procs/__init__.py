@@ -1,1 +1,0 @@
-"""Child scripts and helpers of the remote-mode load and failure tests (``remote.procs``)."""
