@@ -8,7 +8,6 @@ page, 429 with ``Retry-After``) and records the requests.
 from __future__ import annotations
 
 import math
-import socket
 from collections.abc import Callable
 
 import httpx
@@ -18,6 +17,7 @@ from ml_dash import wire
 from ml_dash.errors import ForbiddenError, InvalidValueError, MLDashError, StorageError
 from ml_dash.records import AppendResult, LogRecord, StreamDescription
 from ml_dash.stores.remote import RemoteStore, ServerUnavailableError
+from support.processes import free_port
 
 PREFIX = "alice/proj/run-1"
 
@@ -93,9 +93,7 @@ def test_refusals_raise_the_class_the_server_raised() -> None:
 
 
 def test_an_unreachable_server_or_a_timeout_is_storage_error() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again before use: nothing listens there
+    port = free_port()  # nothing listens there
     with pytest.raises(ServerUnavailableError, match="cannot reach"):
         RemoteStore(f"http://127.0.0.1:{port}", timeout=2.0).list_experiments()
 
