@@ -167,8 +167,9 @@ def test_a_refusal_for_good_is_set_aside_and_reported_not_written(tmp_path: Path
             secret.queue.append({"_ts": 1.0 + i, "i": i})
         report = writer.close(10)
     assert not report.ok
-    assert report.rejected == {"metrics 'secret'": 7}
-    assert "rejected: 7 metrics 'secret'" in str(report)
+    assert report.refused == {"metrics 'secret'": 7} and report.rejected == {}
+    assert "REFUSED by the server, not stored: 7 metrics 'secret'" in str(report)
+    assert report.refused_dir == str(tmp_path / "box" / "rejected")
     assert replica.metric_stats(PREFIX, "train")["totalDataPoints"] == 10, "the other streams still arrive"
     assert len(list((tmp_path / "box" / "rejected").glob("*.req"))) == 1
     assert any("refused metrics 'secret' for good" in str(w.message) for w in caught)

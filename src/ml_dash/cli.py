@@ -216,9 +216,11 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         lambda url: RemoteStore(url, api_key, timeout=args.timeout),
         url=args.url,
         timeout=args.timeout,
+        retry_rejected=args.retry_rejected,
     )
-    print(f"sent {done.sent} requests; {done.rejected} refused by the server (kept in rejected/); "
-          f"{done.left} still waiting")
+    again = f"{done.requeued} refused before were tried again; " if args.retry_rejected else ""
+    print(f"{again}sent {done.sent} requests; {done.rejected} refused by the server (kept in rejected/, "
+          f"`--retry-rejected` tries them again); {done.left} still waiting")
     for error in done.errors or ():
         print(f"ml-dash sync: {error}", file=sys.stderr)
     return 0 if done.left == 0 else 1
@@ -322,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="send to this server instead of the one each request was made for")
     p.add_argument("--api-key", help="token to send with (default: $ML_DASH_API_KEY)")
     p.add_argument("--timeout", type=float, default=60.0, help="give up on a server that does not answer (s)")
+    p.add_argument("--retry-rejected", action="store_true",
+                   help="also resend what the server refused before (after fixing the cause, e.g. with a new "
+                   "--api-key); nothing is ever stored twice")
     p.set_defaults(run=_cmd_sync)
 
     _add_server_commands(commands)

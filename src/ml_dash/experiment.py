@@ -9,7 +9,7 @@ import warnings
 import weakref
 from typing import Any
 
-from .errors import StorageError
+from .errors import MLDashError, StorageError
 from .logs import Logs, echo_default
 from .metrics import Metrics
 from .names import parse_prefix
@@ -85,6 +85,7 @@ class Experiment:
         echo: bool | None = None,
         flush_interval: float | None = None,
         close_timeout: float | None = None,
+        check_timeout: float | None = None,
     ) -> None:
         prefix = prefix or name or os.environ.get("ML_DASH_PREFIX")
         parsed = parse_prefix(prefix, project)
@@ -102,6 +103,9 @@ class Experiment:
             flush_interval = float(os.environ.get("ML_DASH_FLUSH_INTERVAL", "0.5"))
         self.flush_interval = flush_interval
         self.close_timeout = close_timeout if close_timeout is not None else (30.0 if dash_url else 10.0)
+        if check_timeout is None:
+            check_timeout = float(os.environ.get("ML_DASH_CHECK_TIMEOUT", "5"))
+        self.check_timeout = check_timeout
         self.dash_url = dash_url
         backend = open_backend(root, dash_url, self.api_key, keep_local=explicit_root, timeout=self.close_timeout)
         self.dash_root: str | None = backend.local_root
@@ -176,6 +180,7 @@ class Experiment:
     def _start(self) -> None:
         if self._session.running:
             return
+        self._check_server()
         self._session.start()
         self.status = "RUNNING"
         self.info = self.info.with_changes(status="RUNNING", started_at=time.time(), ended_at=None)
@@ -195,6 +200,21 @@ class Experiment:
         if not report.ok:
             warnings.warn(f"ml-dash: closing {self.prefix}: {report}", RuntimeWarning, stacklevel=3)
         return report
+
+    def _check_server(self) -> None:
+        """Remote and hybrid modes: ask the server, within ``check_timeout`` seconds,
+        whether it will take this run. A refusal raises here, before the training loop;
+        a server that cannot be reached only warns (the outbox keeps everything)."""
+        replica = self._session.backend.replica
+        if replica is None or self.check_timeout <= 0:
+            return
+        try:
+            replica.check_access(self.prefix, self.check_timeout)
+        except StorageError as exc:
+            warnings.warn(f"ml-dash: {exc}; logging goes on and everything is kept in the outbox until the server "
+                          "answers", RuntimeWarning, stacklevel=4)
+        except MLDashError as exc:
+            raise type(exc)(f"{self.dash_url} refuses {self.prefix!r}: {exc}") from exc
 
     def _shutdown(self, timeout: float) -> CloseReport:
         """Stop logging, drain the writer, close the stores; all within ``timeout`` seconds."""

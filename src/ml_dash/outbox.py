@@ -173,6 +173,34 @@ class Outbox:
                 entry.call = None
                 self._in_memory -= entry.size
 
+    def requeue_rejected(self) -> int:
+        """Move the calls set aside in ``rejected/`` back into the queue, in the order
+        they were made (``ml-dash sync --retry-rejected``, once the cause is fixed);
+        returns how many. Batch ids keep a resend from being stored twice."""
+        aside = os.path.join(self.folder, REJECTED)
+        try:
+            names = sorted(n for n in os.listdir(aside) if n.endswith(SUFFIX))
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise StorageError(f"cannot read {aside}: {exc}") from exc
+        for name in names:
+            try:
+                os.replace(os.path.join(aside, name), os.path.join(self.folder, name))
+            except OSError as exc:
+                raise StorageError(f"cannot move {name} out of {aside}: {exc}") from exc
+            try:
+                os.unlink(os.path.join(aside, name + ".reason.txt"))
+            except FileNotFoundError:
+                pass
+            except OSError:
+                pass  # a stale note beside nothing is harmless
+        try:
+            os.rmdir(aside)
+        except OSError:
+            pass
+        return len(names)
+
     def adopt_existing(self) -> int:
         """Queue the call files a past run left in the folder; returns how many."""
         try:
@@ -310,17 +338,23 @@ class SyncResult:
     sent: int = 0
     rejected: int = 0
     left: int = 0
+    requeued: int = 0
     errors: list[str] | None = None
 
 
 def deliver_left_behind(
-    spool_root: str, make_store: Callable[[str], Store], url: str | None = None, timeout: float = 30.0
+    spool_root: str,
+    make_store: Callable[[str], Store],
+    url: str | None = None,
+    timeout: float = 30.0,
+    retry_rejected: bool = False,
 ) -> SyncResult:
     """Deliver the calls past runs left under ``spool_root`` (``ml-dash sync``).
 
     Each outbox goes to ``url``, or to the address its calls were made for;
     ``make_store(url)`` opens the store to deliver to. Delivery stops for an outbox
-    when the store stays unreachable past ``timeout`` seconds.
+    when the store stays unreachable past ``timeout`` seconds. ``retry_rejected``
+    first puts the calls a store refused back in line (a new token, a fixed owner).
     """
     result = SyncResult(errors=[])
     if not os.path.isdir(spool_root):
@@ -331,6 +365,8 @@ def deliver_left_behind(
             continue
         for session in sorted(os.listdir(host_dir)):
             outbox = Outbox(os.path.join(host_dir, session))
+            if retry_rejected:
+                result.requeued += outbox.requeue_rejected()
             if not outbox.adopt_existing():
                 continue
             result.left += _deliver_outbox(outbox, make_store, url, timeout, result)

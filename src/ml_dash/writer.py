@@ -32,7 +32,7 @@ from itertools import repeat, starmap
 from typing import Any
 
 from .errors import InvalidValueError, MLDashError
-from .outbox import Call, Outbox, apply, is_lasting
+from .outbox import REJECTED, Call, Outbox, apply, is_lasting
 from .records import merge_track_entries
 from .stores.base import Store
 from .stores.remote import ServerUnavailableError
@@ -124,32 +124,45 @@ class Channel:
 
 @dataclass
 class CloseReport:
-    """What ``close`` could not deliver, per channel label.
+    """What ``close`` could not deliver, per channel label (``metrics 'train'``, ``logs``).
 
-    ``unwritten``: lost with the process (only in memory); ``queued``: waiting in the
-    outbox on disk (``queued_dir``), sent later by ``ml-dash sync``; ``rejected``:
-    refused for good by a store; ``dropped``: over the memory bound.
+    - ``unwritten``: only in memory, lost with the process;
+    - ``rejected``: records set aside as unstorable (an invalid value);
+    - ``refused``: refused for good by the server (a bad token, another owner's
+      prefix), kept in ``refused_dir``: ``ml-dash sync --retry-rejected`` resends them;
+    - ``queued``: waiting in the outbox on disk (``spool_dir``, ``spooled`` files),
+      sent later by ``ml-dash sync``;
+    - ``dropped``: over the memory bound while the store failed.
+
+    ``ok`` only when all are empty: refused or queued data was not written.
     """
 
     unwritten: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
     queued: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
     spooled: int = 0  # calls (files) waiting in the outbox
     spool_dir: str | None = None
+    refused_dir: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not (self.unwritten or self.dropped or self.rejected or self.queued or self.spooled)
+        return not (self.unwritten or self.dropped or self.rejected or self.refused or self.queued or self.spooled)
 
     def __str__(self) -> str:
         if self.ok:
             return "everything was written"
         parts = []
-        for title, counts in (("not written", self.unwritten), ("dropped", self.dropped), ("rejected", self.rejected)):
+        for title, counts in (("not written", self.unwritten), ("dropped", self.dropped),
+                              ("rejected as invalid", self.rejected)):
             if counts:
                 parts.append(f"{title}: " + ", ".join(f"{n} {label}" for label, n in counts.items()))
+        if self.refused:
+            what = ", ".join(f"{n} {label}" for label, n in self.refused.items())
+            parts.append(f"REFUSED by the server, not stored: {what} (kept in {self.refused_dir}; after fixing the "
+                         "cause, resend with `ml-dash sync --retry-rejected`)")
         if self.spooled:
             what = ", ".join(f"{n} {label}" for label, n in self.queued.items())
             parts.append(f"{self.spooled} requests still spooled in {self.spool_dir} ({what}; send them with "
@@ -514,9 +527,10 @@ class Writer:
                 report.dropped[ch.label] = ch.dropped
             if ch.rejected:
                 report.rejected[ch.label] = ch.rejected
-        for label, count in self._outbox_rejected.items():
-            report.rejected[label] = report.rejected.get(label, 0) + count
         outbox = self.outbox
+        if self._outbox_rejected and outbox is not None:
+            report.refused = dict(self._outbox_rejected)
+            report.refused_dir = os.path.join(outbox.folder, REJECTED)
         if outbox is not None and len(outbox):
             report.spooled = outbox.on_disk
             report.spool_dir = outbox.folder if report.spooled else None

@@ -203,6 +203,11 @@ def test_open_experiment_creates_it_and_get_returns_it(store: Store) -> None:
     assert got.created_at == pytest.approx(1_700_000_000.0, abs=1e-3)
 
 
+def test_check_access_lets_a_writable_prefix_through_and_changes_nothing(store: Store) -> None:
+    assert store.check_access(PREFIX, 5.0) is None
+    assert store.get_experiment(PREFIX) is None
+
+
 def test_get_experiment_of_an_unknown_prefix_is_none(store: Store) -> None:
     assert store.get_experiment("nobody/nothing/never") is None
 

@@ -109,6 +109,12 @@ class Store(Protocol):
         """Topic name, entry count and time span of every track topic."""
         ...
 
+    def check_access(self, prefix: str, timeout: float) -> None:
+        """Raise now, within about ``timeout`` seconds, if writes to ``prefix`` would be
+        refused for good (a bad token, another owner's prefix, not an ML-Dash server);
+        StorageError when the store cannot be reached to tell."""
+        ...
+
     def sync(self, prefix: str) -> None:
         """Make everything appended so far durable (fsync locally)."""
         ...

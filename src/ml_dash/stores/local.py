@@ -534,6 +534,10 @@ class LocalStore:
 
     # -- durability --------------------------------------------------------------------
 
+    def check_access(self, prefix: str, timeout: float) -> None:
+        """Nothing to ask: a folder this process cannot write is retried and reported
+        by the writer (disk trouble may pass)."""
+
     @_guarded
     def sync(self, prefix: str) -> None:
         """fsync every data file of ``prefix`` this store appended to (StorageError if

@@ -383,6 +383,9 @@ class MongoStore:
 
     # -- durability --------------------------------------------------------------------
 
+    def check_access(self, prefix: str, timeout: float) -> None:
+        """Nothing to ask: MongoStore runs inside the server, behind its token checks."""
+
     def sync(self, prefix: str) -> None:
         """Nothing to do: every write above was acknowledged by MongoDB before returning.
 

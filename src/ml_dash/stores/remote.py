@@ -23,7 +23,7 @@ import httpx
 import msgspec
 
 from .. import wire
-from ..errors import ERRORS_BY_CODE, MLDashError, NotFoundError, StorageError
+from ..errors import ERRORS_BY_CODE, InvalidValueError, MLDashError, NotFoundError, StorageError
 from ..records import (
     AppendResult,
     ExperimentInfo,
@@ -50,6 +50,17 @@ class ServerUnavailableError(StorageError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def check_url(url: str) -> str:
+    """``url`` without a trailing ``/``; InvalidValueError unless it is an http(s) address."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidValueError(
+            f"dash_url {url!r} is not a server address: give http://host:port or https://host (the address "
+            "`ml-dash serve` prints)"
+        )
+    return url.strip().rstrip("/")
 
 
 def host_key(url: str) -> str:
@@ -104,7 +115,7 @@ class RemoteStore:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = check_url(url)
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             base_url=self.url,
@@ -226,6 +237,31 @@ class RemoteStore:
 
     def list_tracks(self, prefix: str) -> list[dict[str, Any]]:
         return self._get("/api/v1/tracks/list", {"prefix": prefix}, wire.TrackList).record()
+
+    def check_access(self, prefix: str, timeout: float) -> None:
+        """Ask the server (``/health``, then the experiment with this token) within
+        ``timeout`` seconds: UnauthorizedError / ForbiddenError for a token it refuses,
+        NotFoundError when the address is not an ML-Dash server, ServerUnavailableError
+        when it cannot be reached or answers 5xx."""
+        try:
+            response = self._client.get("/health", timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise ServerUnavailableError(f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500:
+            raise error_from_response(response)
+        try:
+            health = wire.decode(response.content, wire.Health) if response.status_code == 200 else None
+        except MLDashError:
+            health = None
+        if health is None or health.status != "ok":
+            raise NotFoundError(f"{self.url} is not an ML-Dash server: GET /health answered "
+                                f"{response.status_code} {response.text[:120]!r}")
+        try:
+            response = self._client.get("/api/v1/experiment", params={"prefix": prefix}, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise ServerUnavailableError(f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code not in (200, 404):
+            raise error_from_response(response)
 
     def sync(self, prefix: str) -> None:
         """Nothing to do: the server answered every write after its store had it."""
