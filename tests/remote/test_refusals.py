@@ -44,9 +44,9 @@ def test_no_token_is_refused_at_the_start_before_anything_is_logged(server: Serv
 
 def test_another_owners_prefix_is_refused_at_the_start(server: ServerProcess) -> None:
     token = FileTokenStore(server.root).create("bob")
+    exp = Experiment(PREFIX, dash_url=server.url, api_key=token, dash_root=None)
     with pytest.raises(ForbiddenError, match="belongs to 'bob'"):
-        with Experiment(PREFIX, dash_url=server.url, api_key=token, dash_root=None).run as exp:
-            exp.metrics("train").log(loss=1.0)  # never reached
+        exp.run.start()
     assert LocalStore(server.root).get_experiment(PREFIX) is None
 
 
@@ -67,7 +67,7 @@ def test_an_address_that_is_no_url_is_refused_when_the_experiment_is_made() -> N
 
 
 class _NotMLDash(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the http.server spelling
+    def do_GET(self) -> None:
         body = b"<html>no such page</html>"
         self.send_response(404)
         self.send_header("content-type", "text/html")
