@@ -198,7 +198,7 @@ def threads_one_experiment(root: Path, threads: int, points: int, logs: int, tra
 
 def threads_many_experiments(root: Path, threads: int, points: int, logs: int, tracks: int) -> None:
     def body(w: int, barrier: threading.Barrier) -> None:
-        exp = Experiment(PREFIX, dash_root=root, flush_interval=0.2)
+        exp = Experiment(PREFIX, dash_root=root, flush_interval=0.2, join=True)  # several writers on purpose
         exp.run.start()
         barrier.wait()
         log_steps(exp, w, points, logs, tracks)
@@ -231,7 +231,7 @@ def test_threads_and_processes_together(dash_root: Path) -> None:
     try:
         for proc in procs:
             LineWaiter(proc).wait_for("ready")
-        exp = Experiment(PREFIX, dash_root=dash_root, flush_interval=0.2)
+        exp = Experiment(PREFIX, dash_root=dash_root, flush_interval=0.2, join=True)  # beside the processes
         exp.run.start()
 
         def body(w: int, barrier: threading.Barrier) -> None:

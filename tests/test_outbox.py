@@ -79,6 +79,11 @@ def test_calls_read_back_from_disk_equal_what_was_put(tmp_path: Path) -> None:
     calls = every_call()
     for call in calls:
         outbox.put(call)
+    # On disk at once, one file per call: appends in their stream's open call (.part)
+    # until it is sealed (full, or older than the flush interval), the others as .req.
+    assert len(list((tmp_path / "box").glob("*.req"))) == len(calls) - 3
+    assert len(list((tmp_path / "box").glob("*.part"))) == 3
+    outbox.seal()
     assert len(list((tmp_path / "box").glob("*.req"))) == len(calls)
 
     again = Outbox(str(tmp_path / "box"))  # a new process: only the files are left
@@ -97,6 +102,7 @@ def test_calls_read_back_from_disk_equal_what_was_put(tmp_path: Path) -> None:
 
 def test_calls_beyond_the_memory_bound_are_read_back_from_their_files(tmp_path: Path) -> None:
     outbox = Outbox(str(tmp_path / "box"), URL, max_in_memory=100)
+    outbox.batch_size = 10  # each put fills an open call: one sealed call per put
     for i in range(50):
         outbox.put(Call("append_metrics", PREFIX, "m", ([{"_ts": 1.0 + i, "i": i}] * 10, f"b-{i}"), "metrics 'm'"))
     assert outbox._in_memory <= 100
@@ -124,7 +130,8 @@ def test_a_call_the_disk_refuses_is_kept_in_memory_and_still_delivered(tmp_path:
 
 def run_writer(replica: Replica, folder: Path, n: int, *, close_timeout: float = 10.0) -> Any:
     outbox = Outbox(str(folder), URL)
-    writer = Writer(PREFIX, None, replica=replica, outbox=outbox, flush_interval=0.05)
+    # Batches (and sealed outbox calls) of 1,000: several outbox files.
+    writer = Writer(PREFIX, None, replica=replica, outbox=outbox, flush_interval=0.05, batch_size=1000)
     control = writer.channel("control")
     control.queue.append(Call("open_experiment", PREFIX, None, (info(),), "control"))
     metric = writer.channel("metrics", "train")

@@ -1,6 +1,8 @@
 """ML-Dash: fast, crash-safe experiment tracking (params, metrics, logs, tracks)."""
 
 from .errors import (
+    ExperimentBusyError,
+    ExperimentExistsError,
     InvalidNameError,
     InvalidValueError,
     MLDashError,
@@ -15,6 +17,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Experiment",
+    "ExperimentBusyError",
+    "ExperimentExistsError",
     "InvalidNameError",
     "InvalidValueError",
     "LocalStore",

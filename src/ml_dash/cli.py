@@ -29,7 +29,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     infos = store.list_experiments(args.owner, args.project)
     if args.json:
         for info in infos:
-            _print_json({"prefix": info.prefix, "status": info.status, "tags": list(info.tags)})
+            _print_json({"prefix": info.prefix, "status": info.status, "tags": list(info.tags),
+                         "heartbeatAt": info.heartbeat_at})
         return 0
     if not infos:
         print(f"no experiments under {store.root}")
@@ -40,6 +41,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when_text(ts: float | None) -> str | None:
+    from .stores.codec import iso_utc
+
+    return iso_utc(ts) if ts is not None else None
+
+
+def _when_json(ts: float | None) -> float | None:
+    return ts
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     store = _root(args)
     prefix = parse_prefix(args.prefix).path
@@ -47,9 +58,17 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if info is None:
         print(f"ml-dash: no experiment {prefix!r} under {store.root}", file=sys.stderr)
         return 1
+    when = _when_json if args.json else _when_text
     summary: dict[str, Any] = {
         "prefix": info.prefix,
         "status": info.status,
+        "startedAt": when(info.started_at),
+        "heartbeatAt": when(info.heartbeat_at),
+        "resumes": [
+            {"at": when(r.at), "host": r.host, "pid": r.pid, "interrupted": r.interrupted,
+             "previousStatus": r.previous_status}
+            for r in info.resumes
+        ],
         "description": info.description,
         "tags": list(info.tags),
         "path": store.experiment_dir(prefix),
@@ -74,6 +93,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
             print("params:")
             for name, param in sorted(value.items()):
                 print(f"  {name} = {param!r}")
+        elif key == "resumes":
+            print(f"resumes: {len(value)}")
+            for r in value:
+                after = "an interrupted run" if r["interrupted"] else f"a {r['previousStatus']} run"
+                print(f"  {r['at']} on {r['host']} (pid {r['pid']}), after {after}")
         else:
             print(f"{key}: {value}")
     return 0
@@ -293,7 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", help="the dash root folder (default: $ML_DASH_ROOT or .dash)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("list", help="list experiments and their status")
+    p = commands.add_parser(
+        "list",
+        help="list experiments and their status",
+        description="List experiments and their status. A RUNNING experiment that no live process runs any more "
+        "(killed, or silent longer than its lease: 60 s by default) shows as STALE.",
+    )
     p.add_argument("--owner")
     p.add_argument("--project")
     p.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -75,6 +75,19 @@ class TooLargeError(MLDashError, ValueError):
     code = "too_large"
 
 
+class ExperimentBusyError(MLDashError):
+    """Another process runs the experiment now (its claim is alive): open it with
+    ``join=True`` to write beside it, or wait until it ends."""
+
+    code = "busy"
+
+
+class ExperimentExistsError(MLDashError):
+    """The experiment exists already and ``resume="never"`` was asked for."""
+
+    code = "exists"
+
+
 ERRORS_BY_CODE: dict[str, type[MLDashError]] = {
     cls.code: cls
     for cls in (
@@ -88,6 +101,8 @@ ERRORS_BY_CODE: dict[str, type[MLDashError]] = {
         ForbiddenError,
         BadRequestError,
         TooLargeError,
+        ExperimentBusyError,
+        ExperimentExistsError,
     )
 }
 
@@ -99,6 +114,8 @@ HTTP_STATUS: dict[str, int] = {
     "forbidden": 403,
     "not_found": 404,
     "not_started": 409,
+    "busy": 409,
+    "exists": 409,
     "too_large": 413,
     "storage_error": 503,
     "error": 500,

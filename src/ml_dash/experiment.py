@@ -9,15 +9,16 @@ import warnings
 import weakref
 from typing import Any
 
-from .errors import MLDashError, StorageError
+from .errors import InvalidValueError, MLDashError, StorageError
 from .logs import Logs, echo_default
 from .metrics import Metrics
 from .names import parse_prefix
 from .outbox import Call
+from .ownership import Ownership, check_resume, lease_from
 from .params import Params
 from .records import ExperimentInfo
 from .session import Session
-from .stores.factory import open_backend
+from .stores.factory import CLAIM_TIMEOUT, open_backend
 from .tracks import Tracks
 from .values import check_text, normalize
 from .writer import CloseReport
@@ -67,6 +68,14 @@ class Experiment:
 
     Local mode writes under ``dash_root`` (default ``.dash``, or ``ML_DASH_ROOT``).
     Nothing is written before ``exp.run`` starts.
+
+    One process runs an experiment at a time (``ml_dash.ownership``): the start raises
+    ExperimentBusyError while another process runs it, unless every such process passes
+    ``join=True``. ``resume`` says what a start does with an experiment that exists:
+    ``"allow"`` continues it (recorded in ``info.resumes``), ``"never"`` raises
+    ExperimentExistsError, ``"new"`` takes the next free name (``exp.prefix`` says which).
+    ``lease_seconds`` (default ``$ML_DASH_LEASE_SECONDS`` or 60) is how long after its
+    last heartbeat a run that stopped renewing its claim reads as STALE.
     """
 
     def __init__(
@@ -86,6 +95,9 @@ class Experiment:
         flush_interval: float | None = None,
         close_timeout: float | None = None,
         check_timeout: float | None = None,
+        resume: str = "allow",
+        join: bool = False,
+        lease_seconds: float | None = None,
     ) -> None:
         prefix = prefix or name or os.environ.get("ML_DASH_PREFIX")
         parsed = parse_prefix(prefix, project)
@@ -106,6 +118,11 @@ class Experiment:
         if check_timeout is None:
             check_timeout = float(os.environ.get("ML_DASH_CHECK_TIMEOUT", "5"))
         self.check_timeout = check_timeout
+        self.resume = check_resume(resume)
+        if not isinstance(join, bool):
+            raise InvalidValueError(f"join must be True or False, got {join!r}")
+        self.join = join
+        self.lease_seconds = lease_from(lease_seconds)
         self.dash_url = dash_url
         backend = open_backend(root, dash_url, self.api_key, keep_local=explicit_root, timeout=self.close_timeout)
         self.dash_root: str | None = backend.local_root
@@ -181,6 +198,7 @@ class Experiment:
         if self._session.running:
             return
         self._check_server()
+        self._claim()
         self._session.start()
         self.status = "RUNNING"
         self.info = self.info.with_changes(status="RUNNING", started_at=time.time(), ended_at=None)
@@ -200,6 +218,22 @@ class Experiment:
         if not report.ok:
             warnings.warn(f"ml-dash: closing {self.prefix}: {report}", RuntimeWarning, stacklevel=3)
         return report
+
+    def _claim(self) -> None:
+        """Claim the experiment for this process (``ml_dash.ownership``): raises
+        ExperimentBusyError / ExperimentExistsError before anything is written; with
+        ``resume="new"`` the experiment takes the name that was free. The session
+        releases the claim when it stops (or fails to start)."""
+        backend = self._session.backend
+        timeout = self.check_timeout if self.check_timeout > 0 else CLAIM_TIMEOUT
+        ownership = Ownership(backend.claim_targets(timeout), self.lease_seconds, self.join)
+        prefix = ownership.start(self.prefix, self.resume)
+        if prefix != self.prefix:
+            parsed = parse_prefix(prefix)
+            self.prefix = self._session.prefix = prefix
+            self.name = parsed.name
+            self.info = self.info.with_changes(prefix=prefix, name=parsed.name)
+        self._session.ownership = ownership
 
     def _check_server(self) -> None:
         """Remote and hybrid modes: ask the server, within ``check_timeout`` seconds,

@@ -10,6 +10,7 @@ from .clock import now
 from .errors import InvalidValueError
 from .records import LOG_LEVELS, LogPage, LogQuery, LogRecord
 from .values import check_text, normalize
+from .writer import HANDOFF_MASK
 
 if TYPE_CHECKING:
     from .session import Session
@@ -50,7 +51,10 @@ class Logs:
             if not isinstance(metadata, dict):
                 raise InvalidValueError(f"log metadata must be a dict, got {type(metadata).__name__}")
             meta = normalize(metadata, "metadata")
-        channel.queue.append(LogRecord(now(), lvl, text, meta))
+        queue = channel.queue
+        queue.append(LogRecord(now(), lvl, text, meta))
+        if not len(queue) & HANDOFF_MASK:
+            self._session.poke(queue)
         if self.echo:
             suffix = f" {meta}" if meta else ""
             print(f"[{lvl}] {text}{suffix}", file=sys.stderr)

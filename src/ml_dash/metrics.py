@@ -12,7 +12,7 @@ from .errors import InvalidValueError, NotStartedError
 from .names import validate_name
 from .records import MetricPage, MetricStats, StreamDescription
 from .values import PLAIN, check_text, normalize, normalize_fields
-from .writer import WAKE_MASK
+from .writer import HANDOFF_MASK
 
 if TYPE_CHECKING:
     from .session import Session
@@ -58,7 +58,7 @@ class MetricStream:
                 normalize_fields(fields)
                 break
         queue.append(fields)
-        if not len(queue) & WAKE_MASK:
+        if not len(queue) & HANDOFF_MASK:
             self._poke(queue)
         return self
 

@@ -18,7 +18,10 @@ MAX_NAME = 512
 # File names the store keeps inside stream folders; a segment with one of these names
 # would collide with the store's own files.
 RESERVED = frozenset(
-    {"data.jsonl", "metadata.json", "parameters.json", "experiment.json", "logs.jsonl", ".lock", ".spool", ".ml-dash"}
+    {
+        "data.jsonl", "metadata.json", "parameters.json", "experiment.json", "logs.jsonl", "resumes.jsonl",
+        ".lock", ".owner.lock", ".claims.json", ".claims", ".spool", ".ml-dash",
+    }
 )
 _FORBIDDEN_CHARS = frozenset('\\:*?"<>|')
 

@@ -18,6 +18,10 @@ from typing import Any, NamedTuple, TypedDict
 FORMAT_VERSION = 1
 
 STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELLED")
+# What readers may see besides: a RUNNING experiment whose every claim has lapsed (its
+# processes died or stopped renewing) is shown STALE. It is never stored.
+STALE = "STALE"
+READ_STATUSES = (*STATUSES, STALE)
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
@@ -46,6 +50,47 @@ class StreamDescription:
 
 
 @dataclass(frozen=True)
+class Holder:
+    """A process that claims an experiment: ``id`` is unique per claim (one run of one
+    ``Experiment`` in one process); ``host`` and ``pid`` say where it runs."""
+
+    id: str
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What ``claim_experiment`` granted.
+
+    ``holders``: live holders now, this one included (more than 1 after a join).
+    ``renewed``: this holder held the claim already (a heartbeat); nothing else changed.
+    ``existed``: the experiment was stored before this claim. ``interrupted``: it was
+    left RUNNING by processes that are gone (a resume of an interrupted run).
+    """
+
+    prefix: str
+    holder_id: str
+    holders: int = 1
+    renewed: bool = False
+    existed: bool = False
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class Resume:
+    """One start of an experiment that existed already (a claim by a new holder while
+    no other holder was alive): when (``at``, seconds), from where, whether the run
+    before had been interrupted, and the status it had been left in."""
+
+    at: float
+    host: str
+    pid: int
+    interrupted: bool = False
+    previous_status: str = "COMPLETED"
+
+
+@dataclass(frozen=True)
 class ExperimentInfo:
     """What is known about one experiment (``experiment.json`` locally)."""
 
@@ -62,16 +107,23 @@ class ExperimentInfo:
     started_at: float | None = None
     ended_at: float | None = None
     format_version: int = FORMAT_VERSION
+    # Kept by the store, never taken from a writer's info: every resume so far, oldest
+    # first, and the last heartbeat (claim renewal) of the processes running it.
+    resumes: tuple[Resume, ...] = ()
+    heartbeat_at: float | None = None
 
     def with_changes(self, **changes: Any) -> ExperimentInfo:
         return replace(self, **changes)
 
     def resuming(self, stored: ExperimentInfo) -> ExperimentInfo:
-        """This info opened over ``stored`` (a resume): the stored creation time stays,
-        description and tags given now win over the stored ones, metadata merges."""
+        """This info opened over ``stored`` (a resume): the stored creation and first
+        start times and resume history stay, description and tags given now win over
+        the stored ones, metadata merges."""
         return replace(
             self,
             created_at=stored.created_at or self.created_at,
+            started_at=stored.started_at or self.started_at,
+            resumes=stored.resumes,
             description=self.description if self.description is not None else stored.description,
             tags=self.tags or stored.tags,
             metadata={**stored.metadata, **self.metadata},

@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import NotStartedError
 from .outbox import Call
+from .ownership import Ownership
 from .stores.base import Store
 from .stores.factory import Backend
 from .writer import Channel, CloseReport, OnResult, Writer
@@ -28,6 +29,8 @@ class Session:
         self._writer: Writer | None = None
         self._control: Channel | None = None
         self.finished = False
+        # This process's claim on the experiment while the run goes (ml_dash.ownership).
+        self.ownership: Ownership | None = None
 
     @property
     def reader(self) -> Store:
@@ -39,27 +42,39 @@ class Session:
         return self._writer is not None
 
     def start(self) -> None:
-        """Start the background writer (idempotent)."""
+        """Start the background writer (idempotent). If it cannot start, the claim on
+        the experiment (``ownership``, made just before) is released."""
         if self._writer is None:
-            self._writer = Writer(
-                self.prefix,
-                self.backend.primary,
-                replica=self.backend.replica,
-                outbox=self.backend.outbox,
-                flush_interval=self.flush_interval,
-                on_result=self._on_result,
-            )
+            try:
+                self._writer = Writer(
+                    self.prefix,
+                    self.backend.primary,
+                    replica=self.backend.replica,
+                    outbox=self.backend.outbox,
+                    flush_interval=self.flush_interval,
+                    on_result=self._on_result,
+                )
+            except BaseException:
+                ownership, self.ownership = self.ownership, None
+                if ownership is not None:
+                    ownership.release()
+                raise
             self._control = self._writer.channel("control")
             self.finished = False
 
     def stop(self, timeout: float) -> CloseReport:
-        """Stop logging, deliver what is queued within ``timeout`` seconds, close the
-        stores; returns what could not be delivered."""
+        """Stop logging, deliver what is queued within ``timeout`` seconds, release the
+        claim on the experiment, close the stores; returns what could not be delivered."""
         writer = self._writer
         assert writer is not None, "stop() of a session that is not running"
         self._writer = self._control = None
         self.finished = True
-        report = writer.close(timeout)
+        try:
+            report = writer.close(timeout)
+        finally:
+            ownership, self.ownership = self.ownership, None
+            if ownership is not None:
+                ownership.release()
         self.backend.close()
         return report
 

@@ -12,7 +12,7 @@ from .clock import now, resolve_ts, thread_state
 from .errors import InvalidValueError, NotStartedError
 from .names import validate_name
 from .params import flatten
-from .writer import WAKE_MASK
+from .writer import HANDOFF_MASK
 
 if TYPE_CHECKING:
     from .session import Session
@@ -82,7 +82,7 @@ class TrackStream:
         entry = {"timestamp": ts}
         entry.update(flatten(fields))
         queue.append(entry)
-        if not len(queue) & WAKE_MASK:
+        if not len(queue) & HANDOFF_MASK:
             self._session.poke(queue)
         return self
 

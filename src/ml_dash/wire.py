@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, TypedDict, TypeVar, cast
 
 import msgspec
@@ -29,15 +30,19 @@ from .errors import BadRequestError, InvalidValueError
 from .names import parse_prefix
 from .records import (
     FORMAT_VERSION,
+    READ_STATUSES,
     STATUSES,
     AppendResult,
+    Claim,
     ExperimentInfo,
+    Holder,
     LogPage,
     LogRecord,
     MetricPage,
     MetricPoint,
     MetricStats,
     ParamsDoc,
+    Resume,
     StreamDescription,
 )
 from .values import NONFINITE_NAMES, find_nonfinite, restore_nonfinite
@@ -134,20 +139,38 @@ def _exactly_dict(value: dict[str, Any]) -> dict[str, Any]:
     return value if type(value) is dict else dict(value)
 
 
-def _check_status(status: str) -> str:
-    if status not in STATUSES:
-        raise InvalidValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+def _check_status(status: str, allowed: tuple[str, ...] = STATUSES) -> str:
+    if status not in allowed:
+        raise InvalidValueError(f"status {status!r} is not one of {', '.join(allowed)}")
     return status
 
 
 # -- experiments ------------------------------------------------------------------------
 
 
+class ResumeBody(Body):
+    """One resume of an experiment (``Experiment.resumes``)."""
+
+    at: float
+    host: str
+    pid: int
+    interrupted: bool = False
+    previous_status: str = "COMPLETED"
+
+    @classmethod
+    def of(cls, resume: Resume) -> ResumeBody:
+        return cls(resume.at, resume.host, resume.pid, resume.interrupted, resume.previous_status)
+
+    def record(self) -> Resume:
+        return Resume(self.at, self.host, self.pid, self.interrupted, self.previous_status)
+
+
 class ExperimentBody(Carrier):
     """``Experiment``: what the server answers about an experiment (and ``open`` reads).
 
     Owner, project, name and folders are those of ``prefix``; in a request, only
-    ``prefix`` is required.
+    ``prefix`` is required. ``status`` may read ``STALE`` (never stored); ``resumes``
+    and ``heartbeatAt`` are the store's (a client's are ignored by ``open``).
     """
 
     MEMBER = "metadata"
@@ -164,6 +187,8 @@ class ExperimentBody(Carrier):
     started_at: float | None = None
     ended_at: float | None = None
     format_version: int = FORMAT_VERSION
+    resumes: list[ResumeBody] = []
+    heartbeat_at: float | None = None
 
     @classmethod
     def of(cls: type[E], info: ExperimentInfo) -> E:
@@ -171,7 +196,8 @@ class ExperimentBody(Carrier):
             prefix=info.prefix, owner=info.owner, project=info.project, name=info.name, folders=list(info.folders),
             description=info.description, tags=list(info.tags), metadata=_exactly_dict(info.metadata),
             status=info.status, created_at=info.created_at, started_at=info.started_at, ended_at=info.ended_at,
-            format_version=info.format_version,
+            format_version=info.format_version, resumes=[ResumeBody.of(r) for r in info.resumes],
+            heartbeat_at=info.heartbeat_at,
         )
 
     def record(self) -> ExperimentInfo:
@@ -180,8 +206,9 @@ class ExperimentBody(Carrier):
         info = ExperimentInfo(
             prefix=self.prefix, owner=parsed.owner, project=parsed.project, name=parsed.name, folders=parsed.folders,
             description=self.description, tags=tuple(self.tags), metadata=self.metadata,
-            status=_check_status(self.status), started_at=self.started_at, ended_at=self.ended_at,
-            format_version=self.format_version,
+            status=_check_status(self.status, READ_STATUSES), started_at=self.started_at, ended_at=self.ended_at,
+            format_version=self.format_version, resumes=tuple(r.record() for r in self.resumes),
+            heartbeat_at=self.heartbeat_at,
         )
         return info if self.created_at is None else info.with_changes(created_at=self.created_at)
 
@@ -191,6 +218,65 @@ class ExperimentBody(Carrier):
 
 class ExperimentOpen(ExperimentBody, forbid_unknown_fields=True):
     """``ExperimentBody`` as ``open`` accepts it: unknown members are refused like in every other body."""
+
+    def record(self) -> ExperimentInfo:
+        """The info to open: RUNNING or a final status (not STALE); no resume history or heartbeat (the store's)."""
+        _check_status(self.status)
+        return replace(super().record(), resumes=(), heartbeat_at=None)
+
+
+class HolderBody(Body, forbid_unknown_fields=True):
+    """Who claims an experiment: ``id`` unique per claim, ``host`` and ``pid`` where it runs."""
+
+    id: str
+    host: str
+    pid: int
+
+
+class ClaimBody(Body, forbid_unknown_fields=True):
+    """``claim_experiment``: claim (or, as the same holder again, renew) an experiment for ``leaseSeconds``;
+    ``replaces``: ids of holders the client knows are dead."""
+
+    holder: HolderBody
+    lease_seconds: float
+    join: bool = False
+    new: bool = False
+    replaces: list[str] = []
+
+    @classmethod
+    def of(
+        cls, holder: Holder, lease_seconds: float, join: bool = False, new: bool = False, replaces: Sequence[str] = ()
+    ) -> ClaimBody:
+        return cls(HolderBody(holder.id, holder.host, holder.pid), float(lease_seconds), bool(join), bool(new),
+                   list(replaces))
+
+    def args(self) -> tuple[Holder, float, bool, bool, tuple[str, ...]]:
+        holder = Holder(self.holder.id, self.holder.host, self.holder.pid)
+        return holder, self.lease_seconds, self.join, self.new, tuple(self.replaces)
+
+
+class ClaimOut(Body):
+    """What a claim granted (``ml_dash.records.Claim``)."""
+
+    prefix: str
+    holder_id: str
+    holders: int
+    renewed: bool
+    existed: bool
+    interrupted: bool
+
+    @classmethod
+    def of(cls, claim: Claim) -> ClaimOut:
+        return cls(claim.prefix, claim.holder_id, claim.holders, claim.renewed, claim.existed, claim.interrupted)
+
+    def record(self) -> Claim:
+        return Claim(self.prefix, self.holder_id, self.holders, self.renewed, self.existed, self.interrupted)
+
+
+class ReleaseBody(Body, forbid_unknown_fields=True):
+    """``release_experiment``: end one holder's claim (the answer repeats it)."""
+
+    holder_id: str
 
 
 class ExperimentChanges(Carrier, forbid_unknown_fields=True):

@@ -28,7 +28,8 @@ def main() -> None:
     parser.add_argument("--flush-interval", type=float, default=0.2)
     args = parser.parse_args()
 
-    exp = Experiment(args.prefix, dash_root=args.root, flush_interval=args.flush_interval, echo=False)
+    # Several writers of one experiment on purpose: each joins the others (join=True).
+    exp = Experiment(args.prefix, dash_root=args.root, flush_interval=args.flush_interval, echo=False, join=True)
     exp.run.start()
     metric = exp.metrics("shared")
     track = exp.tracks("shared/topic")

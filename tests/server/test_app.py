@@ -69,6 +69,7 @@ def test_openapi_describes_every_route_with_its_body_and_answer_schemas(client: 
     assert routes == {
         ("GET", "/health"),
         ("POST", "/api/v1/experiment/open"), ("POST", "/api/v1/experiment/update"),
+        ("POST", "/api/v1/experiment/claim"), ("POST", "/api/v1/experiment/release"),
         ("GET", "/api/v1/experiment"), ("GET", "/api/v1/experiments"),
         ("POST", "/api/v1/params"), ("GET", "/api/v1/params"),
         ("POST", "/api/v1/metrics/append"), ("POST", "/api/v1/metrics/describe"), ("GET", "/api/v1/metrics/read"),

@@ -76,6 +76,8 @@ def route_calls(prefix: str) -> list[tuple[str, str, dict[str, Any], Any]]:
     return [
         ("POST", "/api/v1/experiment/open", {}, {"prefix": prefix}),
         ("POST", "/api/v1/experiment/update", q, {"status": "COMPLETED"}),
+        ("POST", "/api/v1/experiment/claim", q, {"holder": {"id": "h-1", "host": "h", "pid": 1}, "leaseSeconds": 30}),
+        ("POST", "/api/v1/experiment/release", q, {"holderId": "h-1"}),
         ("GET", "/api/v1/experiment", q, None),
         ("POST", "/api/v1/params", q, {"params": {"lr": 1}}),
         ("GET", "/api/v1/params", q, None),

@@ -17,6 +17,7 @@ from ..errors import InvalidValueError, NotFoundError
 from ..names import Prefix
 from ..records import FORMAT_VERSION
 from ..stores.base import Store
+from ..stores.claims import check_holder, check_holder_ids, check_lease
 from ..values import normalize
 from .http import answer, caller, read_json_body, store_of
 from .schemas import answers, body
@@ -123,6 +124,48 @@ async def list_experiments(
         owner = owner or access.owner
         access.check(owner)
     return await answer(_list, store_of(request), owner, project)
+
+
+# -- claims ------------------------------------------------------------------------------
+
+
+def _claim(store: Store, target: Prefix, raw: bytes) -> bytes:
+    holder, lease_seconds, join, new, replaces = wire.decode(raw, wire.ClaimBody).args()
+    lease = check_lease(lease_seconds, "leaseSeconds")
+    claim = store.claim_experiment(target.path, check_holder(holder), lease, join=join, new=new,
+                                   replaces=check_holder_ids(replaces))
+    return wire.encode(wire.ClaimOut.of(claim))
+
+
+@router.post("/experiment/claim", openapi_extra=body(wire.ClaimBody), responses=answers(wire.ClaimOut, 403, 409))
+async def claim_experiment(
+    request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)
+) -> Response:
+    """Claim the experiment for a process for ``leaseSeconds``, or renew the claim (the same holder again).
+
+    409 ``busy`` while another holder's claim is alive (unless ``join``), 409 ``exists``
+    for ``new`` on a stored experiment. A claim lapses ``leaseSeconds`` after its last
+    renewal; readers then show a RUNNING experiment as STALE.
+    """
+    target = server_prefix(prefix, access)
+    raw = await read_json_body(request)
+    return await answer(_claim, store_of(request), target, raw)
+
+
+def _release(store: Store, target: Prefix, raw: bytes) -> bytes:
+    released = wire.decode(raw, wire.ReleaseBody)
+    store.release_experiment(target.path, released.holder_id)
+    return wire.encode(released)
+
+
+@router.post("/experiment/release", openapi_extra=body(wire.ReleaseBody), responses=answers(wire.ReleaseBody, 403))
+async def release_experiment(
+    request: Request, prefix: str = prefix_query(), access: Access = Depends(caller)
+) -> Response:
+    """End one holder's claim (nothing happens when it has none); the answer repeats the body."""
+    target = server_prefix(prefix, access)
+    raw = await read_json_body(request)
+    return await answer(_release, store_of(request), target, raw)
 
 
 # -- params ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ _DESCRIBED: tuple[Any, ...] = (
     wire.ExperimentList, wire.ParamsBody, wire.ParamsOut, wire.MetricsAppendBody, wire.MetricsAppended,
     wire.StreamDescriptionBody, wire.MetricPageOut, MetricStats, wire.MetricList, wire.LogsAppendBody,
     wire.LogsAppended, wire.LogPageOut, wire.TracksAppendBody, wire.TracksAppended, wire.TrackEntries,
-    wire.TrackList,
+    wire.TrackList, wire.ClaimBody, wire.ClaimOut, wire.ReleaseBody,
 )
 
 
@@ -47,6 +47,7 @@ _ERRORS = {
     401: "unauthorized: no token, or an unknown or revoked one",
     403: "forbidden: the token's owner is not the experiment's owner",
     404: "not_found",
+    409: "busy (another process runs the experiment) or exists (it exists and `new` was asked for)",
     413: "too_large: body over the server's limit, or more than 100,000 items",
     422: "invalid_value: a value of the right type that cannot be stored",
     503: "storage_error: the store cannot read or write now; retry later",

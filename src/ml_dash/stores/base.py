@@ -6,11 +6,14 @@ Batch appends are the only write path. An experiment is named by its prefix path
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..records import (
     AppendResult,
+    Claim,
     ExperimentInfo,
+    Holder,
     LogPage,
     LogQuery,
     LogRecord,
@@ -39,11 +42,39 @@ class Store(Protocol):
         ...
 
     def get_experiment(self, prefix: str) -> ExperimentInfo | None:
-        """The stored info, or None when there is no such experiment."""
+        """The stored info, or None when there is no such experiment.
+
+        Infos a store returns carry the resume history and the last heartbeat, and the
+        status ``STALE`` for a RUNNING experiment that no live process claims."""
         ...
 
     def list_experiments(self, owner: str | None = None, project: str | None = None) -> list[ExperimentInfo]:
         """All experiments, optionally under one owner and project."""
+        ...
+
+    def claim_experiment(
+        self,
+        prefix: str,
+        holder: Holder,
+        lease_seconds: float,
+        join: bool = False,
+        new: bool = False,
+        replaces: Sequence[str] = (),
+    ) -> Claim:
+        """Record that ``holder`` runs ``prefix`` for the next ``lease_seconds`` (atomically).
+
+        Claiming again as the same holder renews the claim (the heartbeat). A new holder
+        gets ExperimentBusyError while another holder's claim is alive, unless it
+        ``join``s; with ``new`` it gets ExperimentExistsError when the experiment exists.
+        A new holder that finds no live holder on a stored experiment records a
+        :class:`~ml_dash.records.Resume`. ``replaces`` names holders the caller knows
+        are dead (their leases are then ignored). The experiment need not exist (claims come
+        before ``open_experiment``). Rules: ``ml_dash.stores.claims``.
+        """
+        ...
+
+    def release_experiment(self, prefix: str, holder_id: str) -> None:
+        """End ``holder_id``'s claim on ``prefix`` (nothing happens when it has none)."""
         ...
 
     def set_params(self, prefix: str, flat: dict[str, Any]) -> ParamsDoc:
@@ -115,8 +146,10 @@ class Store(Protocol):
         StorageError when the store cannot be reached to tell."""
         ...
 
-    def sync(self, prefix: str) -> None:
-        """Make everything appended so far durable (fsync locally)."""
+    def sync(self, prefix: str, *, refresh: bool = True) -> None:
+        """Make everything appended so far durable (fsync locally). ``refresh=False``
+        (the Writer's periodic fsync) skips rebuilding derived files such as LocalStore's
+        ``metadata.json``, which costs a read of the stream."""
         ...
 
     def close(self) -> None:

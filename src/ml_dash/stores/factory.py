@@ -14,11 +14,14 @@ import time
 from dataclasses import dataclass
 
 from ..outbox import Outbox
+from ..ownership import ClaimTarget
 from .base import Store
 from .local import LocalStore
 from .remote import RemoteStore, host_key
 
 SPOOL_FOLDER = ".spool"
+CLAIMS_FOLDER = ".claims"  # tickets of this machine's claims on servers (ml_dash.ownership)
+CLAIM_TIMEOUT = 5.0  # seconds a claim on the server may take (at start, and each heartbeat)
 
 
 @dataclass
@@ -30,6 +33,22 @@ class Backend:
     replica: RemoteStore | None
     outbox: Outbox | None
     root: str  # the dash root (the outbox lives under it even in remote-only mode)
+    api_key: str | None = None
+
+    def claim_targets(self, timeout: float = CLAIM_TIMEOUT) -> list[ClaimTarget]:
+        """New stores to claim the experiment on (``ml_dash.ownership``): the local folder
+        (claims that live as long as this process) and the server (over its own
+        connection, each request bounded by ``timeout`` seconds, so that a heartbeat
+        never waits behind an upload; tickets under ``<root>/.claims/<server>``)."""
+        targets: list[ClaimTarget] = []
+        if self.primary is not None:
+            targets.append(ClaimTarget(LocalStore(self.primary.root, scan_batch_ids=False, process_claims=True),
+                                       f"the folder {self.primary.root}"))
+        if self.replica is not None:
+            tickets = os.path.join(os.path.abspath(self.root), CLAIMS_FOLDER, host_key(self.replica.url))
+            targets.append(ClaimTarget(RemoteStore(self.replica.url, self.api_key, timeout=timeout),
+                                       f"the server {self.replica.url}", tickets))
+        return targets
 
     @property
     def reader(self) -> Store:
@@ -68,4 +87,4 @@ def open_backend(
     session = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}"
     outbox = Outbox(os.path.join(root, SPOOL_FOLDER, host_key(remote.url), session), remote.url)
     primary = LocalStore(root, scan_batch_ids=False) if keep_local else None
-    return Backend(primary, remote, outbox, root)
+    return Backend(primary, remote, outbox, root, api_key)

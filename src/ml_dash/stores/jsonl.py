@@ -26,6 +26,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -47,6 +48,28 @@ _BATCH_ID = re.compile(rb'\{(?:"(?:index|sequenceNumber)":(\d+),)?"_?batchId":"(
 LOCK_TIMEOUT = 2.0
 
 
+class WouldWaitError(StorageError):
+    """An append under :func:`without_waiting` found a lock taken; nothing was written."""
+
+
+_waiting = threading.local()
+
+
+@contextmanager
+def without_waiting() -> Iterator[None]:
+    """Appends made by this thread inside the block never wait for a lock: when another
+    thread or process holds it they raise :class:`WouldWaitError` at once.
+
+    The logging thread hands records over inline this way (``Writer.poke``): it must never
+    sit out another process's ``flock`` (up to ``LOCK_TIMEOUT``) or an ``fsync``.
+    """
+    _waiting.no = True
+    try:
+        yield
+    finally:
+        _waiting.no = False
+
+
 def lock_file(fd: int, path: str, timeout: float = LOCK_TIMEOUT) -> None:
     """Take an exclusive ``flock`` on ``fd``, or raise StorageError after ``timeout``.
 
@@ -60,6 +83,8 @@ def lock_file(fd: int, path: str, timeout: float = LOCK_TIMEOUT) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
+            if timeout <= 0.0:
+                raise WouldWaitError(f"{path} is locked by another process") from None
             if time.monotonic() >= deadline:
                 raise StorageError(f"{path} is locked by another process (waited {timeout:.1f} s)") from None
             time.sleep(delay)
@@ -157,13 +182,24 @@ class LockedAppender:
         return self._fd
 
     def fsync(self) -> None:
-        """Make everything appended so far durable; StorageError if the disk says no."""
+        """Make everything appended so far durable; StorageError if the disk says no.
+
+        The fsync runs on a duplicate of the descriptor, outside the append lock: it can
+        take a long time (seconds on a busy disk) and appends must not wait for it.
+        """
         with self._lock:
-            if self._fd is not None:
-                try:
-                    os.fsync(self._fd)
-                except OSError as exc:
-                    raise StorageError(f"cannot fsync {self.path}: {exc}") from exc
+            if self._fd is None:
+                return
+            try:
+                fd = os.dup(self._fd)
+            except OSError as exc:
+                raise StorageError(f"cannot fsync {self.path}: {exc}") from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot fsync {self.path}: {exc}") from exc
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         """Close the file; gives up (leaving it open) if an append is stuck holding it.
@@ -193,12 +229,15 @@ class LockedAppender:
         failure of the file (nothing of the batch is left in it), and whatever
         ``encode`` raises.
         """
-        with self._lock:
+        no_wait = getattr(_waiting, "no", False)
+        if not self._lock.acquire(blocking=not no_wait):
+            raise WouldWaitError(f"{self.path} is being appended to by another thread")
+        try:
             try:
                 fd = self._open()
             except OSError as exc:
                 raise StorageError(f"cannot open {self.path} for appending: {exc}") from exc
-            lock_file(fd, self.path)
+            lock_file(fd, self.path, 0.0 if no_wait else LOCK_TIMEOUT)
             try:
                 return self._append_locked(fd, encode, count, batch_id)
             except MLDashError:
@@ -208,6 +247,8 @@ class LockedAppender:
                 raise StorageError(f"cannot append to {self.path}: {exc}") from exc
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
 
     def _append_locked(
         self, fd: int, encode: Callable[[int], bytes], count: int, batch_id: str | None

@@ -5,6 +5,8 @@ Layout (see docs/storage-format.md)::
     <root>/<owner>/<project>/<folders...>/<name>/
         experiment.json          info and status (atomic rewrite)
         parameters.json          {"version", "data", "createdAt", "updatedAt"} (atomic rewrite)
+        resumes.jsonl                  one line per resume (local_claims)
+        .claims.json, .owner.lock      who runs it now (local_claims)
         metrics/<name>/data.jsonl      one point per line, "index" 0..n-1
         metrics/<name>/metadata.json   description (describe_stream) and counters
         logs/logs.jsonl                one record per line, "sequenceNumber" 0..n-1
@@ -33,7 +35,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
@@ -41,7 +43,9 @@ from ..errors import InvalidNameError, InvalidValueError, MLDashError, NotFoundE
 from ..names import parse_prefix
 from ..records import (
     AppendResult,
+    Claim,
     ExperimentInfo,
+    Holder,
     LogPage,
     LogQuery,
     LogRecord,
@@ -51,7 +55,8 @@ from ..records import (
     StreamDescription,
     merge_track_entries,
 )
-from . import codec
+from . import claims, codec
+from . import local_claims as owners
 from . import local_docs as docs
 from .jsonl import LockedAppender, decode_block, decode_line, lock_file, open_lines
 
@@ -92,12 +97,19 @@ class LocalStore:
     fails, ...), chained to the ``OSError`` behind them.
     """
 
-    def __init__(self, root: str | os.PathLike[str] = ".dash", scan_batch_ids: bool = True) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str] = ".dash", scan_batch_ids: bool = True, process_claims: bool = False
+    ) -> None:
         """A store over the folder ``root``. With ``scan_batch_ids`` (the server's
         setting) a resent batch is recognised even when another process wrote it; the
-        SDK turns it off: its writer only ever resends its own batches."""
+        SDK turns it off: its writer only ever resends its own batches.
+
+        With ``process_claims`` (the SDK's own claims in local mode) a claim made through
+        this store lives exactly as long as this process (or until released or closed),
+        whatever its lease says; otherwise (the server's store) claims live by their lease."""
         self.root = os.path.abspath(os.fspath(root))
         self.scan_batch_ids = scan_batch_ids
+        self._claims = owners.FolderClaims(process_claims)
         self._appenders: dict[_Stream, LockedAppender] = {}  # logs: (prefix, "logs", "")
         self._lock = threading.Lock()
         # Streams appended to since their metadata.json was last refreshed.
@@ -171,6 +183,34 @@ class LocalStore:
         finally:
             os.close(fd)
 
+    @contextmanager
+    def _reader_lock(self, prefix: str) -> Iterator[None]:
+        """Hold the experiment's ``.lock`` if it can be opened and taken within 0.5 s; a
+        reader that may not (a read-only folder, a stuck process holding it) reads
+        without: what it reads then may be a moment old, never a failure."""
+        lock_path = os.path.join(self.experiment_dir(prefix), ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            yield
+            return
+        try:
+            try:
+                lock_file(fd, lock_path, timeout=0.5)
+            except StorageError:
+                pass
+            yield
+        finally:
+            os.close(fd)
+
+    def _reading(self, info: ExperimentInfo, locked: bool = False) -> ExperimentInfo:
+        """``info`` as readers see it: resume history, last heartbeat, STALE (see ``claims``)."""
+        folder = self.experiment_dir(info.prefix)
+        if locked or not os.path.exists(os.path.join(folder, owners.CLAIMS_FILE)):
+            return owners.reading(folder, info)
+        with self._reader_lock(info.prefix):
+            return owners.reading(folder, info)
+
     # -- experiments -------------------------------------------------------------------
 
     @_guarded
@@ -181,7 +221,7 @@ class LocalStore:
             if isinstance(existing, dict):
                 info = info.resuming(docs.info_from_json(info.prefix, existing, path))
             docs.atomic_write_json(path, docs.info_to_json(info))
-        return info
+            return self._reading(info, locked=True)
 
     @_guarded
     def update_experiment(self, prefix: str, **changes: Any) -> ExperimentInfo:
@@ -195,7 +235,7 @@ class LocalStore:
             info = docs.info_from_json(prefix, existing, path).with_changes(**changes)
             existing.pop(codec.NONFINITE_KEY, None)
             docs.atomic_write_json(path, {**existing, **docs.info_to_json(info)})
-        return info
+            return self._reading(info, locked=True)
 
     @_guarded
     def get_experiment(self, prefix: str) -> ExperimentInfo | None:
@@ -207,7 +247,46 @@ class LocalStore:
             return None
         if not isinstance(doc, dict):
             raise StorageError(f"{path} is damaged: not a JSON object")
-        return docs.info_from_json(prefix, doc, path)
+        return self._reading(docs.info_from_json(prefix, doc, path))
+
+    @_guarded
+    def claim_experiment(
+        self,
+        prefix: str,
+        holder: Holder,
+        lease_seconds: float,
+        join: bool = False,
+        new: bool = False,
+        replaces: Sequence[str] = (),
+    ) -> Claim:
+        """Record ``holder`` as running ``prefix`` (or renew its claim) in ``.claims.json``,
+        under the folder's ``.lock``; a resume is appended to ``resumes.jsonl``. With
+        ``process_claims`` the claim also holds ``.owner.lock`` until released or closed."""
+        lease = claims.check_lease(lease_seconds)
+        claims.check_holder(holder)
+        dead = claims.check_holder_ids(replaces)
+        folder = self.experiment_dir(prefix)
+        path = os.path.join(folder, "experiment.json")
+        with self._folder_lock(prefix):
+            status = None
+            try:
+                doc = docs.read_json(path)
+                existed = doc is not None
+                if isinstance(doc, dict) and isinstance(doc.get("status"), str):
+                    status = doc["status"]
+            except StorageError:
+                existed = True  # there, but damaged: its status is unknown
+            return self._claims.claim(folder, prefix, status, existed, holder, lease, join, new, dead)
+
+    @_guarded
+    def release_experiment(self, prefix: str, holder_id: str) -> None:
+        """Drop ``holder_id``'s claim (and its ``.owner.lock``); nothing happens for a holder without one."""
+        folder = self.experiment_dir(prefix)
+        if not os.path.exists(os.path.join(folder, owners.CLAIMS_FILE)):
+            self._claims.release(folder, holder_id)  # only lets go of a lock it may hold
+            return
+        with self._folder_lock(prefix):
+            self._claims.release(folder, holder_id)
 
     @_guarded
     def list_experiments(self, owner: str | None = None, project: str | None = None) -> list[ExperimentInfo]:
@@ -539,10 +618,10 @@ class LocalStore:
         by the writer (disk trouble may pass)."""
 
     @_guarded
-    def sync(self, prefix: str) -> None:
+    def sync(self, prefix: str, *, refresh: bool = True) -> None:
         """fsync every data file of ``prefix`` this store appended to (StorageError if
-        one fails), then refresh the ``metadata.json`` of the streams appended to since
-        the last refresh (a failure there warns)."""
+        one fails), then, with ``refresh``, rewrite the ``metadata.json`` of the streams
+        appended to since the last refresh (a failure there warns)."""
         with self._lock:
             appenders = [a for stream, a in self._appenders.items() if stream[0] == prefix]
         failures: list[StorageError] = []
@@ -551,16 +630,19 @@ class LocalStore:
                 appender.fsync()
             except StorageError as exc:
                 failures.append(exc)
-        self._refresh_stream_metadata(prefix)
+        if refresh:
+            self._refresh_stream_metadata(prefix)
         if failures:
             raise failures[0]
 
     @_guarded
     def close(self) -> None:
         """Refresh the ``metadata.json`` of streams appended to since the last refresh
-        (a failure warns), then close every data file. StorageError if closing one
-        reports an error (all are closed regardless). The store can be used again."""
+        (a failure warns), let go of the owner locks of process claims, then close every
+        data file. StorageError if closing one reports an error (all are closed
+        regardless). The store can be used again."""
         self._refresh_stream_metadata(None)
+        self._claims.close()
         with self._lock:
             appenders = list(self._appenders.values())
             self._appenders.clear()

@@ -5,6 +5,7 @@ can share them. Collections (one database):
 
 ==================  ==========================================================================
 experiments         one document per prefix (``_id`` = prefix); changed by compare-and-swap on ``rev``
+claims              one per claimed experiment: live holders, last heartbeat, resume history (CAS on ``rev``)
 params              one document per experiment; the flat params as a blob, ``version`` as the CAS field
 logs                one document per record; indexes (exp, seq) unique, (exp, ts), (exp, level, ts)
 tracks              one document per entry; index (exp, topic, timestamp, o), ``o`` = append order
@@ -31,7 +32,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from pymongo import MongoClient
@@ -40,7 +41,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from ..errors import InvalidValueError, NotFoundError, StorageError
 from ..records import (
     AppendResult,
+    Claim,
     ExperimentInfo,
+    Holder,
     LogPage,
     LogQuery,
     LogRecord,
@@ -50,6 +53,7 @@ from ..records import (
     StreamDescription,
     merge_track_entries,
 )
+from . import claims
 from . import mongo_docs as docs
 from .mongo_batches import BatchLedger
 from .mongo_metrics import MetricTier, stream_id
@@ -74,6 +78,10 @@ def _guarded(method: F) -> F:
             raise StorageError(f"S3 bucket {self.s3_bucket!r}: {type(exc).__name__}: {exc}") from exc
 
     return cast(F, wrapper)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _span(start: float | None, end: float | None) -> dict[str, float]:
@@ -134,6 +142,7 @@ class MongoStore:
         db = self.client[database]
         self.db = db
         self.experiments = db["experiments"]
+        self.claims = db["claims"]
         self.params = db["params"]
         self.logs = db["logs"]
         self.tracks = db["tracks"]
@@ -173,7 +182,7 @@ class MongoStore:
                     continue
             merged = info.resuming(docs.experiment_from_doc(doc))
             if self._replace_experiment(doc, merged):
-                return merged
+                return self._reading(merged)
         raise StorageError(f"experiment {info.prefix!r}: too many concurrent changes, try again")
 
     def _replace_experiment(self, doc: dict[str, Any], info: ExperimentInfo) -> bool:
@@ -190,13 +199,13 @@ class MongoStore:
                 raise NotFoundError(f"no experiment {prefix!r} in database {self.database_name!r}")
             info = docs.experiment_from_doc(doc).with_changes(**changes)
             if self._replace_experiment(doc, info):
-                return info
+                return self._reading(info)
         raise StorageError(f"experiment {prefix!r}: too many concurrent changes, try again")
 
     @_guarded
     def get_experiment(self, prefix: str) -> ExperimentInfo | None:
         doc = self.experiments.find_one({"_id": prefix})
-        return docs.experiment_from_doc(doc) if doc is not None else None
+        return self._reading(docs.experiment_from_doc(doc)) if doc is not None else None
 
     @_guarded
     def list_experiments(self, owner: str | None = None, project: str | None = None) -> list[ExperimentInfo]:
@@ -205,7 +214,82 @@ class MongoStore:
             query["owner"] = owner
             if project:
                 query["project"] = project
-        return [docs.experiment_from_doc(doc) for doc in self.experiments.find(query).sort("_id", 1)]
+        infos = [docs.experiment_from_doc(doc) for doc in self.experiments.find(query).sort("_id", 1)]
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(infos), 1000):
+            wanted = [info.prefix for info in infos[start : start + 1000]]
+            found.update((str(doc["_id"]), doc) for doc in self.claims.find({"_id": {"$in": wanted}}))
+        now = time.time()
+        return [self._reading_with(info, found.get(info.prefix), now) for info in infos]
+
+    def _reading(self, info: ExperimentInfo) -> ExperimentInfo:
+        """``info`` with its resume history, last heartbeat and STALE (``claims.reading``)."""
+        return self._reading_with(info, self.claims.find_one({"_id": info.prefix}))
+
+    @staticmethod
+    def _reading_with(info: ExperimentInfo, doc: dict[str, Any] | None, now: float | None = None) -> ExperimentInfo:
+        holders = docs.holders_from_doc(doc) if doc is not None else None
+        heartbeat = _optional_float(doc.get("heartbeatAt")) if doc is not None else None
+        return claims.reading(info, holders, heartbeat, docs.resumes_from_doc(doc), now=now)
+
+    # -- claims ------------------------------------------------------------------------
+
+    @_guarded
+    def claim_experiment(
+        self,
+        prefix: str,
+        holder: Holder,
+        lease_seconds: float,
+        join: bool = False,
+        new: bool = False,
+        replaces: Sequence[str] = (),
+    ) -> Claim:
+        """Decide on the ``claims`` document and write it by compare-and-swap on ``rev``:
+        of two servers granting at once, one write fails and that server decides again."""
+        lease = claims.check_lease(lease_seconds)
+        claims.check_holder(holder)
+        dead = claims.check_holder_ids(replaces)
+        for _ in range(_CAS_TRIES):
+            doc = self.claims.find_one({"_id": prefix})
+            stored = self.experiments.find_one({"_id": prefix}, {"status": 1})
+            now = time.time()
+            decision = claims.decide(
+                prefix, docs.holders_from_doc(doc), holder, lease, join=join, new=new, existed=stored is not None,
+                status=stored.get("status") if stored is not None else None, known=doc is not None,
+                replaces=dead, now=now,
+            )
+            resumes = list((doc or {}).get("resumes") or [])
+            if decision.resume is not None:
+                resumes.append(docs.resume_doc(decision.resume))
+            body = {"holders": [docs.holder_doc(h) for h in decision.holders], "heartbeatAt": now,
+                    "resumes": resumes}
+            if self._swap_claims(prefix, doc, body):
+                return decision.claim
+        raise StorageError(f"claim of {prefix!r}: too many concurrent changes, try again")
+
+    def _swap_claims(self, prefix: str, doc: dict[str, Any] | None, body: dict[str, Any]) -> bool:
+        """Write ``body`` as the claims document of ``prefix`` if it is still ``doc``."""
+        if doc is None:
+            try:
+                self.claims.insert_one({"_id": prefix, **body, "rev": 1})
+                return True
+            except DuplicateKeyError:
+                return False
+        new = {**body, "rev": int(doc.get("rev") or 0) + 1}
+        return bool(self.claims.replace_one({"_id": prefix, "rev": doc.get("rev")}, new).matched_count)
+
+    @_guarded
+    def release_experiment(self, prefix: str, holder_id: str) -> None:
+        for _ in range(_CAS_TRIES):
+            doc = self.claims.find_one({"_id": prefix})
+            holders = docs.holders_from_doc(doc)
+            if doc is None or not any(h.id == holder_id for h in holders):
+                return
+            body = {"holders": [docs.holder_doc(h) for h in holders if h.id != holder_id],
+                    "heartbeatAt": doc.get("heartbeatAt"), "resumes": doc.get("resumes") or []}
+            if self._swap_claims(prefix, doc, body):
+                return
+        raise StorageError(f"release of {prefix!r}: too many concurrent changes, try again")
 
     # -- params ------------------------------------------------------------------------
 
@@ -386,7 +470,7 @@ class MongoStore:
     def check_access(self, prefix: str, timeout: float) -> None:
         """Nothing to ask: MongoStore runs inside the server, behind its token checks."""
 
-    def sync(self, prefix: str) -> None:
+    def sync(self, prefix: str, *, refresh: bool = True) -> None:
         """Nothing to do: every write above was acknowledged by MongoDB before returning.
 
         (Durability against a MongoDB crash is the URI's write concern, e.g.

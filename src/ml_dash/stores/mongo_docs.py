@@ -19,9 +19,10 @@ import msgspec
 
 from ..errors import InvalidValueError
 from ..names import parse_prefix
-from ..records import ExperimentInfo, LogRecord, StreamDescription
+from ..records import ExperimentInfo, LogRecord, Resume, StreamDescription
 from ..values import find_nonfinite, restore_nonfinite
 from . import codec
+from .claims import HolderState
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -98,6 +99,36 @@ def experiment_from_doc(doc: dict[str, Any]) -> ExperimentInfo:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+# -- claims -------------------------------------------------------------------------------
+
+
+def holder_doc(h: HolderState) -> dict[str, Any]:
+    """A holder inside a ``claims`` document (fixed field names; times in seconds)."""
+    return {"id": h.id, "host": h.host, "pid": h.pid, "join": h.join, "claimedAt": h.claimed_at,
+            "renewedAt": h.renewed_at, "leaseSeconds": h.lease_seconds, "process": h.process}
+
+
+def holders_from_doc(doc: dict[str, Any] | None) -> list[HolderState]:
+    out = []
+    for h in (doc or {}).get("holders") or ():
+        out.append(HolderState(str(h["id"]), str(h.get("host", "")), int(h.get("pid", 0)), bool(h.get("join")),
+                               float(h.get("claimedAt", 0.0)), float(h.get("renewedAt", 0.0)),
+                               float(h.get("leaseSeconds", 0.0)), bool(h.get("process"))))
+    return out
+
+
+def resume_doc(r: Resume) -> dict[str, Any]:
+    return {"at": r.at, "host": r.host, "pid": r.pid, "interrupted": r.interrupted, "previousStatus": r.previous_status}
+
+
+def resumes_from_doc(doc: dict[str, Any] | None) -> tuple[Resume, ...]:
+    return tuple(
+        Resume(float(r["at"]), str(r.get("host", "")), int(r.get("pid", 0)), bool(r.get("interrupted")),
+               str(r.get("previousStatus") or "RUNNING"))
+        for r in (doc or {}).get("resumes") or ()
+    )
 
 
 # -- metric streams -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
+from collections.abc import Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -26,7 +27,9 @@ from .. import wire
 from ..errors import ERRORS_BY_CODE, InvalidValueError, MLDashError, NotFoundError, StorageError
 from ..records import (
     AppendResult,
+    Claim,
     ExperimentInfo,
+    Holder,
     LogPage,
     LogQuery,
     LogRecord,
@@ -35,6 +38,7 @@ from ..records import (
     ParamsDoc,
     StreamDescription,
 )
+from .claims import check_holder, check_holder_ids, check_lease
 
 T = TypeVar("T")
 MAX_RETRY_AFTER = 3600.0
@@ -168,6 +172,23 @@ class RemoteStore:
         params = {key: value for key, value in (("owner", owner), ("project", project)) if value is not None}
         return self._get("/api/v1/experiments", params, wire.ExperimentList).record()
 
+    def claim_experiment(
+        self,
+        prefix: str,
+        holder: Holder,
+        lease_seconds: float,
+        join: bool = False,
+        new: bool = False,
+        replaces: Sequence[str] = (),
+    ) -> Claim:
+        body = wire.encode(wire.ClaimBody.of(check_holder(holder), check_lease(lease_seconds), join, new,
+                                             check_holder_ids(replaces)))
+        return self._request("POST", "/api/v1/experiment/claim", {"prefix": prefix}, body, wire.ClaimOut).record()
+
+    def release_experiment(self, prefix: str, holder_id: str) -> None:
+        self._request("POST", "/api/v1/experiment/release", {"prefix": prefix},
+                      wire.encode(wire.ReleaseBody(holder_id)), wire.ReleaseBody)
+
     def set_params(self, prefix: str, flat: dict[str, Any]) -> ParamsDoc:
         return self._post("/api/v1/params", {"prefix": prefix}, "set_params", (flat,), wire.ParamsOut).record()
 
@@ -263,7 +284,7 @@ class RemoteStore:
         if response.status_code not in (200, 404):
             raise error_from_response(response)
 
-    def sync(self, prefix: str) -> None:
+    def sync(self, prefix: str, *, refresh: bool = True) -> None:
         """Nothing to do: the server answered every write after its store had it."""
 
     def close(self) -> None:

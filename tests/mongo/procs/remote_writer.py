@@ -24,7 +24,9 @@ def main() -> None:
     parser.add_argument("--points", type=int, required=True)
     args = parser.parse_args()
 
-    exp = Experiment(args.prefix, dash_url=args.url, flush_interval=0.01, close_timeout=120.0, echo=False)
+    # Several writers of one experiment on purpose: each joins the others (join=True).
+    exp = Experiment(args.prefix, dash_url=args.url, flush_interval=0.01, close_timeout=120.0, echo=False,
+                     join=True)
     exp.run.start()
     metric = exp.metrics("shared")
     print("ready", flush=True)

@@ -34,7 +34,9 @@ def main() -> int:
     url, prefix, client, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     warnings.simplefilter("always")
     clock = time.perf_counter
-    exp = Experiment(prefix=prefix, dash_url=url, dash_root=None, close_timeout=240.0, flush_interval=0.2, echo=False)
+    # Some clients share one prefix on purpose: each joins the others (join=True).
+    exp = Experiment(prefix=prefix, dash_url=url, dash_root=None, close_timeout=240.0, flush_interval=0.2, echo=False,
+                     join=True)
     requests: list[tuple[str, float]] = []  # (route, seconds) of every append request
     sent_at: dict[int, float] = {}
 
