@@ -121,7 +121,10 @@ def steps_in_spool(root: str) -> dict[str, list[int]]:
     for path in sorted(Path(root, ".spool").rglob("*")):
         if path.suffix not in (SUFFIX, PART) or "rejected" in path.parts:
             continue
-        call, _url = decode_entry(path.read_bytes())
+        raw = path.read_bytes()
+        if raw.count(b"\n") < 2:
+            continue  # an open call killed before its first piece was written (sync deletes it)
+        call, _url = decode_entry(raw)
         if call.op == "append_metrics":
             found["metric"] += [p["i"] for p in call.args[0]]
         elif call.op == "append_logs":
@@ -275,7 +278,9 @@ def main() -> int:
                     continue
                 kept.sort()
                 where = "on disk" if server is None else "on the server + in the spool"
-                spread = f"min {percent(kept[0])}, median {percent(kept[len(kept) // 2])} over {len(kept)} kills"
+                below = sum(k < KEEP_TARGET for k in kept)
+                spread = (f"min {percent(kept[0])}, median {percent(kept[len(kept) // 2])}; {below} of {len(kept)} "
+                          "kills below 99.5 %")
                 rows.append((f"{mode}: SIGKILL after {label} points, {where}", spread, "≥ 99.5 %",
                              "PASS" if kept[0] >= KEEP_TARGET else "MISS"))
                 if synced:
@@ -291,9 +296,11 @@ def main() -> int:
                     failed = True
             if ages:
                 ages.sort()
+                over = sum(a > AGE_TARGET for a in ages)
                 rows.append((f"{mode}: SIGKILL at a random moment: oldest missing point",
-                             f"worst {1000 * ages[-1]:.1f} ms, median {1000 * ages[len(ages) // 2]:.1f} ms "
-                             f"over {len(ages)} kills", "≤ 50 ms", "PASS" if ages[-1] <= AGE_TARGET else "MISS"))
+                             f"worst {1000 * ages[-1]:.1f} ms, median {1000 * ages[len(ages) // 2]:.1f} ms; "
+                             f"{over} of {len(ages)} kills over 50 ms", "≤ 50 ms",
+                             "PASS" if ages[-1] <= AGE_TARGET else "MISS"))
         finally:
             if server is not None:
                 server.stop()

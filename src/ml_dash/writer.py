@@ -7,7 +7,8 @@ turns each batch into a store call (:class:`ml_dash.outbox.Call`).
 Two horizons (see README, "Durability"):
 
 - *Process death* (SIGKILL, the OOM killer): what was logged reaches the operating
-  system (a ``write``, no fsync) within about ``handoff_interval`` (20 ms). With the
+  system (a ``write``, no fsync) within about 20 ms (``handoff_interval``, 10 ms, plus
+  the wait for the GIL). With the
   GIL, a background thread gets to run only every switch interval (5 ms) while a
   pure-Python loop logs, so in such a tight loop the logging thread itself hands its
   channel over (:meth:`Writer.poke`) every ``HANDOFF_EVERY`` records at first, every
@@ -65,7 +66,9 @@ HANDOFF_MASK = HANDOFF_EVERY - 1
 WINDOW_SHIFT = 9
 TIGHT_LOOP = 0.001  # seconds between pokes (128 records): faster is a loop that holds the GIL
 TIGHT_POLL = 0.002  # the writer's period while a stream logs in a tight loop (for its last window)
-HANDOFF_INTERVAL = 0.02  # seconds: the writer thread's period (the process-death horizon)
+# The writer thread's period (seconds). With the wait for the GIL (at most the 5 ms
+# switch interval) and its own work, records reach the OS within about 20 ms.
+HANDOFF_INTERVAL = 0.01
 INLINE_WAIT = 0.005  # seconds poke may wait for the writer thread to end its round...
 STUCK_AFTER = 0.05  # ... unless nothing was handed over for this long (a lock, a slow disk)
 BACKPRESSURE_MASK = BATCH_SIZE - 1  # backpressure is checked every BATCH_SIZE records
