@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow lint types check bench bench-quick serve clean
+.PHONY: install run test test-slow lint types check bench bench-quick serve clean dashboard check-dashboard
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ bench-quick: install      ## a small smoke run of the benchmarks
 
 serve: install            ## serve the local .dash folder on http://127.0.0.1:8000
 	$(BIN)/ml-dash serve
+
+dashboard:                ## rebuild the dashboard bundle after changing frontend/ (Node 20, npm)
+	cd frontend && npm ci && npm test && npm run build
+
+check-dashboard:          ## fail if the committed bundle differs from a fresh build of frontend/
+	bash frontend/check-bundle.sh
 
 clean:
 	rm -rf $(VENV) .dash .pytest_cache .mypy_cache .ruff_cache

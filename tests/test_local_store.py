@@ -213,16 +213,18 @@ def test_disk_failures_are_storage_errors_naming_the_file(dash_root: Path, store
         assert isinstance(caught.value.__cause__, OSError) and not isinstance(caught.value.__cause__, StorageError)
 
 
-@pytest.mark.filterwarnings("ignore:ml-dash. cannot refresh")  # at close: the data file stays damaged
-def test_a_damaged_last_line_is_a_storage_error_not_a_decode_error(dash_root: Path, store: LocalStore) -> None:
+def test_a_damaged_last_line_is_skipped_by_reads_and_counted_in_stats(dash_root: Path, store: LocalStore) -> None:
+    """Issue 9: a damaged line is skipped and reported, never an error (more in test_store_hardening.py)."""
     store.append_metrics(PREFIX, "train", points(0, 2))
     data = dash_root / PREFIX / "metrics/train/data.jsonl"
     with data.open("ab") as fh:
         fh.write(b'{"index":"two","data":{}}\n')
-    with pytest.raises(StorageError, match="'index'"):
-        store.read_metrics(PREFIX, "train")
-    with pytest.raises(StorageError, match="'index'"):
-        store.metric_stats(PREFIX, "train")
+    with pytest.warns(RuntimeWarning, match="damaged line"):
+        page = store.read_metrics(PREFIX, "train")
+    assert [p["index"] for p in page["data"]] == [0, 1] and page["total"] == 2
+    with pytest.warns(RuntimeWarning, match="damaged line"):
+        stats = store.metric_stats(PREFIX, "train")
+    assert (stats["totalDataPoints"], stats.get("damaged")) == (2, 1)
 
 
 def test_list_experiments_leaves_out_damaged_ones_with_a_warning(dash_root: Path, store: LocalStore) -> None:

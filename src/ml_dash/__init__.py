@@ -11,6 +11,7 @@ from .errors import (
     StorageError,
 )
 from .experiment import Experiment, Run
+from .reading import ExperimentReader, find, open
 from .stores import LocalStore, Store
 
 __version__ = "0.1.0"
@@ -19,6 +20,7 @@ __all__ = [
     "Experiment",
     "ExperimentBusyError",
     "ExperimentExistsError",
+    "ExperimentReader",
     "InvalidNameError",
     "InvalidValueError",
     "LocalStore",
@@ -29,4 +31,6 @@ __all__ = [
     "StorageError",
     "Store",
     "__version__",
+    "find",
+    "open",
 ]

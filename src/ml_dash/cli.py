@@ -10,7 +10,8 @@ from typing import Any
 
 import msgspec
 
-from .errors import MLDashError
+from .errors import InvalidValueError, MLDashError
+from .limits import DEFAULT, ConnectionLimits, Limits, default_max_connections
 from .logs import normalize_level
 from .names import parse_prefix
 from .stores.local import LocalStore
@@ -26,14 +27,22 @@ def _print_json(value: Any) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     store = _root(args)
-    infos = store.list_experiments(args.owner, args.project)
+    if args.where or args.sort:
+        from .summaries import select_runs
+
+        store.read_only = True
+        summaries, _ = select_runs(store.run_summaries(args.owner, args.project), args.where, args.sort,
+                                   args.descending, 0, 10_000)
+        infos = [s.info for s in summaries]
+    else:
+        infos = store.list_experiments(args.owner, args.project)
     if args.json:
         for info in infos:
             _print_json({"prefix": info.prefix, "status": info.status, "tags": list(info.tags),
                          "heartbeatAt": info.heartbeat_at})
         return 0
     if not infos:
-        print(f"no experiments under {store.root}")
+        print(f"no experiments under {store.root}" + (f" match {args.where!r}" if args.where else ""))
         return 0
     width = max(len(i.prefix) for i in infos)
     for info in infos:
@@ -163,8 +172,49 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
     mongo = _mongo_settings(args)
-    serve.run(serve.plan(args.root, args.host, args.port, args.auth, args.insecure, args.max_body, mongo))
+    try:
+        limits = Limits(args.max_depth, args.max_items, args.max_point_bytes, args.max_log_bytes,
+                        args.max_track_bytes, args.max_params_bytes, args.max_decode_ratio)
+        connections = ConnectionLimits(args.header_timeout, args.body_timeout, args.max_connections,
+                                       args.max_connections_per_client)
+    except ValueError as exc:
+        raise InvalidValueError(f"serve: {exc}") from None
+    serve.run(serve.plan(args.root, args.host, args.port, args.auth, args.insecure, args.max_body, mongo,
+                         limits, connections))
     return 0
+
+
+def _add_limit_options(p: argparse.ArgumentParser) -> None:
+    """``serve``'s limits on requests and connections (docs/http-api.md, "Limits")."""
+    g = p.add_argument_group("limits", "what one request or connection may cost (docs/http-api.md, 'Limits'): "
+                             "bigger is refused with 413, deeper or more items with 422")
+    g.add_argument("--max-body", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+                   help="largest request body accepted (default: 64 MiB)")
+    g.add_argument("--max-decode-ratio", type=int, default=DEFAULT.max_decode_ratio, metavar="N",
+                   help="refuse a body whose decoding would take more memory than N times its size, at least "
+                   f"32 MiB (default: {DEFAULT.max_decode_ratio}; estimated from byte counts before decoding)")
+    mib = 1024 * 1024
+    for option, default, what in (
+        ("--max-depth", DEFAULT.max_depth, "levels of lists and objects nested in one value"),
+        ("--max-items", DEFAULT.max_items, "items in one list or object, and records in one append"),
+        ("--max-point-bytes", DEFAULT.max_point_bytes, "bytes of JSON in one metric point"),
+        ("--max-log-bytes", DEFAULT.max_log_bytes, "bytes of JSON in one log record"),
+        ("--max-track-bytes", DEFAULT.max_track_bytes, "bytes of JSON in one track entry"),
+        ("--max-params-bytes", DEFAULT.max_params_bytes, "bytes of JSON in the params one call sends"),
+    ):
+        shown = f"{default // mib} MiB" if option.endswith("bytes") else f"{default:,}"
+        g.add_argument(option, type=int, default=default, metavar="N", help=f"most {what} (default: {shown})")
+    conns = ConnectionLimits()
+    g.add_argument("--header-timeout", type=float, default=conns.header_timeout, metavar="SECONDS",
+                   help=f"close a connection whose request headers take longer (default: {conns.header_timeout:g})")
+    g.add_argument("--body-timeout", type=float, default=conns.body_timeout, metavar="SECONDS",
+                   help=f"close a connection whose request body stalls this long (default: {conns.body_timeout:g})")
+    g.add_argument("--max-connections", type=int, default=0, metavar="N",
+                   help="open connections in all; when full, a new one closes the connection idle longest "
+                   f"(default: half the open-file limit, 64..4096: {default_max_connections()} now)")
+    g.add_argument("--max-connections-per-client", type=int, default=conns.max_per_client, metavar="N",
+                   help=f"open connections from one client address, 0 for no cap (default: {conns.max_per_client}; "
+                   "behind a reverse proxy all clients share its address: raise it or use 0)")
 
 
 class _Tokens:
@@ -284,8 +334,7 @@ def _add_server_commands(commands: Any) -> None:
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     p.add_argument("--auth", action="store_true", help="require tokens even on a loopback address")
     p.add_argument("--insecure", action="store_true", help="allow no auth on a non-loopback address (dangerous)")
-    p.add_argument("--max-body", type=int, default=64 * 1024 * 1024, metavar="BYTES",
-                   help="largest request body accepted (default: 64 MiB)")
+    _add_limit_options(p)
     p.set_defaults(run=_cmd_serve)
 
     p = commands.add_parser(
@@ -325,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--owner")
     p.add_argument("--project")
+    p.add_argument("--where", help="a filter, e.g. \"params.lr < 0.01 and status == 'COMPLETED'\" (docs/filters.md)")
+    p.add_argument("--sort", help="a column to sort by: name, created, params.lr, metrics.train.loss.min ...")
+    p.add_argument("--descending", action="store_true", help="with --sort: largest first")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(run=_cmd_list)
 

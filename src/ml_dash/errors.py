@@ -69,6 +69,20 @@ class BadRequestError(MLDashError, ValueError):
     code = "bad_request"
 
 
+class FilterSyntaxError(BadRequestError):
+    """A filter expression (``ml_dash.query``) that cannot be parsed or names an unknown
+    field. The message names what is wrong and the 1-based column, with a caret line;
+    ``reason`` and ``column`` hold the same apart (``column`` is None when a client
+    raises it again from a code and message)."""
+
+    code = "invalid_filter"
+
+    def __init__(self, message: str, column: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+        self.reason = reason if reason is not None else message
+
+
 class TooLargeError(MLDashError, ValueError):
     """A body or batch over the server's size limit."""
 
@@ -100,6 +114,7 @@ ERRORS_BY_CODE: dict[str, type[MLDashError]] = {
         UnauthorizedError,
         ForbiddenError,
         BadRequestError,
+        FilterSyntaxError,
         TooLargeError,
         ExperimentBusyError,
         ExperimentExistsError,
@@ -108,6 +123,7 @@ ERRORS_BY_CODE: dict[str, type[MLDashError]] = {
 
 HTTP_STATUS: dict[str, int] = {
     "bad_request": 400,
+    "invalid_filter": 400,
     "invalid_name": 400,
     "invalid_value": 422,
     "unauthorized": 401,

@@ -18,7 +18,10 @@ from .ownership import Ownership, check_resume, lease_from
 from .params import Params
 from .records import ExperimentInfo
 from .session import Session
+from .stores.base import Store
 from .stores.factory import CLAIM_TIMEOUT, open_backend
+from .stores.local import LocalStore
+from .stores.remote import RemoteStore
 from .tracks import Tracks
 from .values import check_text, normalize
 from .writer import CloseReport
@@ -216,8 +219,38 @@ class Experiment:
         self.status = status
         self.close_report = report
         if not report.ok:
+            self._record_loss(report)
             warnings.warn(f"ml-dash: closing {self.prefix}: {report}", RuntimeWarning, stacklevel=3)
         return report
+
+    def _record_loss(self, report: CloseReport) -> None:
+        """Write what the run lost into its metadata as ``lost``: ``{"unwritten": {label:
+        count}, "dropped": ..., "rejected": ..., "lastError": str}`` (the kinds that are
+        not in any store, nor waiting on disk), so that a COMPLETED experiment does not
+        read as complete. Into the local folder, and into the server when nothing is
+        left in the outbox (the status update itself could be waiting there, and would
+        be applied after this one). A store that cannot take it only adds a warning."""
+        lost: dict[str, Any] = {kind: dict(counts) for kind, counts in
+                                (("unwritten", report.unwritten), ("dropped", report.dropped),
+                                 ("rejected", report.rejected)) if counts}
+        if not lost:
+            return
+        lost["lastError"] = report.last_error
+        stores: list[Store] = []
+        if self.dash_root is not None:
+            stores.append(LocalStore(self.dash_root, scan_batch_ids=False))
+        if self.dash_url is not None and not report.spooled:
+            stores.append(RemoteStore(self.dash_url, self.api_key, timeout=min(self.close_timeout, 5.0)))
+        for store in stores:
+            try:
+                stored = store.get_experiment(self.prefix)
+                if stored is not None:
+                    self.info = store.update_experiment(self.prefix, metadata={**stored.metadata, "lost": lost})
+            except MLDashError as exc:
+                warnings.warn(f"ml-dash: {self.prefix}: could not record what was lost: {exc}", RuntimeWarning,
+                              stacklevel=4)
+            finally:
+                store.close()
 
     def _claim(self) -> None:
         """Claim the experiment for this process (``ml_dash.ownership``): raises

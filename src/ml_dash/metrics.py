@@ -11,6 +11,7 @@ from .clock import now, resolve_ts, thread_state
 from .errors import InvalidValueError, NotStartedError
 from .names import validate_name
 from .records import MetricPage, MetricStats, StreamDescription
+from .series import Series
 from .values import PLAIN, check_text, normalize, normalize_fields
 from .writer import HANDOFF_MASK
 
@@ -71,6 +72,17 @@ class MetricStream:
         session = self._session
         session.flush(self._channel)
         return session.reader.read_metrics(session.prefix, self.name, int(start_index), int(limit))
+
+    def series(self, y: str, x: str = "index", x0: float | None = None, x1: float | None = None,
+               width: int = 1000) -> Series:
+        """The chart series of field ``y`` against ``x`` (``"index"``, ``"_ts"`` or a numeric
+        field such as ``"step"``) over ``[x0, x1]`` for ``width`` pixel columns: every point
+        when the range holds at most 4 × width, else per column its first, last, minimum and
+        maximum point (M4: no spike is ever left out). Columnar (``.x``, ``.y``, ``.index``);
+        NaN/±inf values come apart in ``.nonfinite_x``/``.nonfinite_y``."""
+        session = self._session
+        session.flush(self._channel)
+        return session.reader.metric_series(session.prefix, self.name, y, x, x0, x1, width)
 
     def stats(self) -> MetricStats:
         """``{"name", "totalDataPoints" (int), "firstDataAt", "lastDataAt"}`` for this stream."""

@@ -24,6 +24,13 @@ RESERVED = frozenset(
     }
 )
 _FORBIDDEN_CHARS = frozenset('\\:*?"<>|')
+# JSON Schema (ECMA 262) patterns for the OpenAPI description: every name
+# ``validate_name`` accepts matches them (they do not spell out reserved segment
+# names, spaces at the ends of segments or byte lengths, which are refused besides).
+SEGMENT_PATTERN = r'[^/\\:*?"<>|\u0000-\u001f\u007f]+'
+NAME_PATTERN = f"^{SEGMENT_PATTERN}(/{SEGMENT_PATTERN})*$"
+PREFIX_PATTERN = f"^{SEGMENT_PATTERN}(/{SEGMENT_PATTERN}){{2,}}$"
+SINGLE_NAME_PATTERN = f"^{SEGMENT_PATTERN}$"
 
 
 def _check_segment(segment: str, what: str, name: str) -> None:

@@ -5,27 +5,68 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidValueError, StorageError
-from .values import normalize
+import msgspec
+
+from .errors import InvalidValueError, StorageError, TooLargeError
+from .limits import DEFAULT, Limits
+from .values import check_container, normalize
 
 if TYPE_CHECKING:
     from .session import Session
 
 
-def flatten(params: Mapping[str, Any], parent: str = "") -> dict[str, Any]:
-    """``{"model": {"lr": 1}}`` -> ``{"model.lr": 1}``; lists and empty dicts stay values."""
+def flatten(params: Mapping[str, Any], limits: Limits = DEFAULT) -> dict[str, Any]:
+    """``{"model": {"lr": 1}}`` -> ``{"model.lr": 1}``; lists and empty dicts stay values.
+
+    InvalidValueError for a name that is not a non-empty string, a value that cannot
+    be stored (``values.normalize``), nesting or item counts over ``limits``, and two
+    names that flatten to one (``{"a.b": 1, "a": {"b": 2}}``): one value would be lost.
+    """
     flat: dict[str, Any] = {}
+    _flatten_into(flat, {}, params, (), limits)
+    return flat
+
+
+def _flatten_into(
+    flat: dict[str, Any], origins: dict[str, tuple[str, ...]], params: Mapping[str, Any], path: tuple[str, ...],
+    limits: Limits,
+) -> None:
+    parent = ".".join(path)
+    check_container(params, parent or "params", len(path), limits)
     for key, value in params.items():
         if not isinstance(key, str):
-            raise InvalidValueError(f"param {parent}{key!r}: names must be strings, got {type(key).__name__}")
+            raise InvalidValueError(f"param {parent + '.' if parent else ''}{key!r}: names must be strings, "
+                                    f"got {type(key).__name__}")
         if key == "":
-            raise InvalidValueError(f"param under {parent[:-1] or 'the top level'!r}: empty name")
-        full = f"{parent}{key}"
+            raise InvalidValueError(f"param under {parent or 'the top level'!r}: empty name")
+        where = (*path, key)
+        full = ".".join(where)
         if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, full + "."))
-        else:
-            flat[full] = normalize(value, full)
-    return flat
+            _flatten_into(flat, origins, value, where, limits)
+            continue
+        if full in flat:
+            raise InvalidValueError(
+                f"param {full!r} is given twice, as {_spelled(origins[full])} and as {_spelled(where)}: "
+                "a dotted name and a nested one would be the same param, and one value would be lost"
+            )
+        flat[full] = normalize(value, full, len(path), limits)
+        origins[full] = where
+
+
+def _spelled(path: tuple[str, ...]) -> str:
+    """``("a", "b")`` -> ``{'a': {'b': ...}}``; ``("a.b",)`` -> ``'a.b'``."""
+    if len(path) == 1:
+        return repr(path[0])
+    return "".join(f"{{{key!r}: " for key in path) + "..." + "}" * len(path)
+
+
+def check_size(flat: Mapping[str, Any], limits: Limits = DEFAULT) -> None:
+    """TooLargeError when the params document ``flat`` is over ``limits.max_params_bytes`` as JSON."""
+    size = len(msgspec.json.encode(flat))
+    if size > limits.max_params_bytes:
+        raise TooLargeError(
+            f"params: the document is {size} bytes of JSON, over the limit of {limits.max_params_bytes} bytes"
+        )
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,11 +94,13 @@ class Params:
     def set(self, **params: Any) -> Params:
         """Merge these params (nested dicts flattened with ``.``) into ``parameters.json``.
 
-        Raises InvalidValueError naming a param that cannot be stored; nothing of the
-        call is stored then.
+        Raises InvalidValueError naming a param that cannot be stored (or two names
+        that flatten to one), TooLargeError when the params would be over the size
+        limit (``ml_dash.limits``); nothing of the call is stored then.
         """
         self._session.require_running("params")
         flat = flatten(params)
+        check_size({**self._set_now, **flat})
         self._set_now.update(flat)
         self._session.control("set_params", None, flat)
         return self

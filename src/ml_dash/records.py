@@ -166,13 +166,23 @@ class MetricPage(TypedDict):
     hasMore: bool
 
 
-class MetricStats(TypedDict):
-    """Counts and time span of one metric stream."""
-
+class _MetricCounts(TypedDict):
     name: str
     totalDataPoints: int
     firstDataAt: float | None
     lastDataAt: float | None
+
+
+class MetricStats(_MetricCounts, total=False):
+    """Counts and time span of one metric stream.
+
+    ``damaged`` (present only when not 0): lines of the stream's file that were not
+    valid points and were skipped (the folder store: those set aside in
+    ``data.jsonl.damaged`` and those at either end of ``data.jsonl``; see
+    docs/storage-format.md). ``totalDataPoints`` counts points, never damaged lines.
+    """
+
+    damaged: int
 
 
 def merge_track_entries(

@@ -91,11 +91,40 @@ class TrackStream:
         start_timestamp: float | None = None,
         end_timestamp: float | None = None,
         columns: list[str] | None = None,
+        limit: int | None = None,
+        after: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Entries in time order (equal times merged), optionally within [start, end]."""
+        """Entries in time order (equal times merged), optionally within [start, end].
+
+        Paged: ``limit`` entries at most, those with a timestamp ``after`` the given one
+        (pass the last timestamp of a page to get the next; a short page is the last).
+        :meth:`pages` walks them for you.
+        """
         session = self._session
         session.flush(self._channel)
-        return session.reader.read_tracks(session.prefix, self.topic, start_timestamp, end_timestamp, columns)
+        return session.reader.read_tracks(
+            session.prefix, self.topic, start_timestamp, end_timestamp, columns, limit=limit, after=after
+        )
+
+    def pages(
+        self,
+        start_timestamp: float | None = None,
+        end_timestamp: float | None = None,
+        columns: list[str] | None = None,
+        limit: int = 1000,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The entries within [start, end] as pages of at most ``limit`` (>= 1), in time
+        order; each page is read when the loop gets to it."""
+        if limit < 1:
+            raise InvalidValueError(f"track {self.topic!r}: pages need a limit >= 1, got {limit}")
+        after = None
+        while True:
+            page = self.read(start_timestamp, end_timestamp, columns, limit=limit, after=after)
+            if page:
+                yield page
+            if len(page) < limit:
+                return
+            after = page[-1]["timestamp"]
 
     def slice(self, start_timestamp: float | None = None, end_timestamp: float | None = None) -> TrackSlice:
         """A :class:`TrackSlice` of the entries within [start, end]."""

@@ -21,15 +21,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, TypedDict, TypeVar, cast
+from typing import Annotated, Any, ClassVar, TypedDict, TypeVar, cast
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET, Meta, UnsetType
 
 from .errors import BadRequestError, InvalidValueError
-from .names import parse_prefix
+from .names import PREFIX_PATTERN, parse_prefix
 from .records import (
     FORMAT_VERSION,
+    LOG_LEVELS,
     READ_STATUSES,
     STATUSES,
     AppendResult,
@@ -45,12 +46,37 @@ from .records import (
     Resume,
     StreamDescription,
 )
-from .values import NONFINITE_NAMES, find_nonfinite, restore_nonfinite
+from .values import NONFINITE_NAMES, find_nonfinite, put_at_null
 
 T = TypeVar("T")
 C = TypeVar("C", bound="Carrier")
 E = TypeVar("E", bound="ExperimentBody")
-NonFiniteMap = dict[str, str] | UnsetType | None
+
+
+def _described(**schema: Any) -> Meta:
+    """JSON Schema for the OpenAPI description only: the routes check these rules
+    themselves (and answer 422, where a msgspec constraint would answer 400)."""
+    return Meta(extra_json_schema=schema)
+
+
+BATCH_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+# What ``logs.normalize_level`` accepts: a level or alias in any case, spaces around it.
+_SPACE = r"[\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*"
+_LEVEL_WORDS = (*LOG_LEVELS, "warning", "err", "critical")  # and the aliases of logs.normalize_level
+LEVEL_PATTERN = (
+    f"^{_SPACE}("
+    + "|".join("".join(f"[{c.upper()}{c}]" for c in word) for word in _LEVEL_WORDS)
+    + f"){_SPACE}$"
+)
+NonFiniteName = Annotated[str, _described(enum=list(NONFINITE_NAMES))]
+NonFiniteMap = (
+    Annotated[dict[str, NonFiniteName], _described(propertyNames={"pattern": "^/"})] | UnsetType | None
+)
+BatchId = Annotated[str, _described(pattern=BATCH_ID_PATTERN)]
+PrefixText = Annotated[str, _described(pattern=PREFIX_PATTERN, maxLength=512)]
+Status = Annotated[str, _described(enum=list(STATUSES))]
+ReadStatus = Annotated[str, _described(enum=list(READ_STATUSES))]
+Level = Annotated[str, _described(pattern=LEVEL_PATTERN)]
 
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
@@ -74,8 +100,14 @@ class Carrier(Body, kw_only=True):
         return find_nonfinite(getattr(self, self.MEMBER))
 
     def put_back(self, found: Mapping[str, str]) -> None:
-        """Put the floats of a (checked) ``nonFinite`` map back into the member."""
-        restore_nonfinite(getattr(self, self.MEMBER), found)
+        """Put the floats of a (checked) ``nonFinite`` map back into the member, each
+        where a ``null`` is (InvalidValueError for a pointer to anything else)."""
+        member = getattr(self, self.MEMBER)
+        for pointer, name in found.items():
+            if not put_at_null(member, pointer, NONFINITE_NAMES[name]):
+                raise InvalidValueError(
+                    f"nonFinite key {pointer[:80]!r} does not point at a null inside {self.MEMBER!r}"
+                )
 
     def with_nonfinite(self: C) -> C:
         """This body with its ``nonFinite`` map set now (for bodies nested in another)."""
@@ -112,7 +144,7 @@ def encode(body: msgspec.Struct | Mapping[str, Any]) -> bytes:
     return out
 
 
-def decode(raw: bytes, kind: type[T]) -> T:
+def decode(raw: bytes | bytearray, kind: type[T]) -> T:
     """``raw`` decoded into ``kind`` with non-finite floats put back.
 
     BadRequestError when it is not JSON of that shape; InvalidValueError for a
@@ -128,7 +160,7 @@ def decode(raw: bytes, kind: type[T]) -> T:
     except msgspec.DecodeError as exc:
         raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
-        raise BadRequestError("the body is nested too deeply") from exc
+        raise InvalidValueError("the body nests lists and objects too deeply to be decoded") from exc
     if isinstance(body, Carrier):
         body.restore_nonfinite()
     return body
@@ -174,7 +206,7 @@ class ExperimentBody(Carrier):
     """
 
     MEMBER = "metadata"
-    prefix: str
+    prefix: PrefixText
     owner: str | None = None
     project: str | None = None
     name: str | None = None
@@ -182,7 +214,7 @@ class ExperimentBody(Carrier):
     description: str | None = None
     tags: list[str] = []
     metadata: dict[str, Any] = {}
-    status: str = "RUNNING"
+    status: ReadStatus = "RUNNING"
     created_at: float | None = None
     started_at: float | None = None
     ended_at: float | None = None
@@ -218,6 +250,8 @@ class ExperimentBody(Carrier):
 
 class ExperimentOpen(ExperimentBody, forbid_unknown_fields=True):
     """``ExperimentBody`` as ``open`` accepts it: unknown members are refused like in every other body."""
+
+    status: Status = "RUNNING"
 
     def record(self) -> ExperimentInfo:
         """The info to open: RUNNING or a final status (not STALE); no resume history or heartbeat (the store's)."""
@@ -283,7 +317,7 @@ class ExperimentChanges(Carrier, forbid_unknown_fields=True):
     """The fields ``update`` changes; members left out stay as they are (null clears a time or the description)."""
 
     MEMBER = "metadata"
-    status: str | UnsetType = UNSET
+    status: Status | UnsetType = UNSET
     started_at: float | UnsetType | None = UNSET
     ended_at: float | UnsetType | None = UNSET
     description: str | UnsetType | None = UNSET
@@ -388,7 +422,7 @@ class MetricsAppendBody(Carrier, forbid_unknown_fields=True):
     """``append_metrics``: points (field dicts with ``_ts``) under a client-chosen batch id."""
 
     MEMBER = "points"
-    batch_id: str
+    batch_id: BatchId
     points: list[dict[str, Any]]
 
     @classmethod
@@ -418,7 +452,7 @@ class LogRecordBody(msgspec.Struct, forbid_unknown_fields=True):
     """One log line as ``append_logs`` sends it."""
 
     ts: float
-    level: str
+    level: Level
     message: str
     metadata: dict[str, Any] | None = None
 
@@ -426,12 +460,12 @@ class LogRecordBody(msgspec.Struct, forbid_unknown_fields=True):
 class LogsAppendBody(Carrier, forbid_unknown_fields=True):
     """``append_logs``: log records under a client-chosen batch id.
 
-    Only a record's ``ts`` and what is inside its ``metadata`` can be a float, so the
-    ``nonFinite`` map may point at nothing else.
+    Only what is inside a record's ``metadata`` can be a non-finite float (``ts`` must
+    be a finite number), so the ``nonFinite`` map may point at nothing else.
     """
 
     MEMBER = "records"
-    batch_id: str
+    batch_id: BatchId
     records: list[LogRecordBody]
 
     @classmethod
@@ -456,17 +490,14 @@ class LogsAppendBody(Carrier, forbid_unknown_fields=True):
 
     def put_back(self, found: Mapping[str, str]) -> None:
         for pointer, name in found.items():
-            parts = pointer.split("/", 3)  # "", record index, "ts" | "metadata"[, pointer inside metadata]
-            index = int(parts[1]) if parts[1].isdigit() else -1
+            parts = pointer.split("/", 3)  # "", record index, "metadata", pointer inside metadata
+            index = int(parts[1]) if parts[1].isascii() and parts[1].isdigit() else -1
             rec = self.records[index] if 0 <= index < len(self.records) else None
-            field = parts[2] if len(parts) > 2 else None
-            inner = parts[3] if len(parts) > 3 else None
-            if rec is not None and field == "ts" and inner is None:
-                rec.ts = NONFINITE_NAMES[name]
-            elif rec is not None and field == "metadata" and inner is not None and isinstance(rec.metadata, dict):
-                restore_nonfinite(rec.metadata, {"/" + inner: name})
-            else:
-                raise InvalidValueError(f"nonFinite key {pointer[:80]!r} does not point into a record's ts or metadata")
+            if rec is None or len(parts) < 4 or parts[2] != "metadata" or rec.metadata is None:
+                raise InvalidValueError(f"nonFinite key {pointer[:80]!r} does not point into a record's metadata")
+            if not put_at_null(rec.metadata, "/" + parts[3], NONFINITE_NAMES[name]):
+                raise InvalidValueError(f"nonFinite key {pointer[:80]!r} does not point at a null inside "
+                                        f"records[{index}].metadata")
 
 
 class LogsAppended(Body):
@@ -488,7 +519,7 @@ class TracksAppendBody(Carrier, forbid_unknown_fields=True):
     """``append_tracks``: entries (flat dicts with ``timestamp``) under a client-chosen batch id."""
 
     MEMBER = "entries"
-    batch_id: str
+    batch_id: BatchId
     entries: list[dict[str, Any]]
 
     @classmethod

@@ -14,8 +14,9 @@ Two horizons (see README, "Durability"):
   channel over (:meth:`Writer.poke`) every ``HANDOFF_EVERY`` records at first, every
   1/2**WINDOW_SHIFT of the burst later on, without ever waiting for a file lock. The
   writer thread wakes every ``handoff_interval`` (every ``TIGHT_POLL`` while a loop is
-  tight, and when a batch is full) and hands over the rest, among it the last window of a loop that has stopped (about 0.1 ms after it
-  stops: a kill within that moment loses it).
+  tight, and when a batch is full) and hands over the rest, among it the last window
+  of a loop that has stopped (about 0.1 ms after it stops: a kill within that moment
+  loses it).
 - *Machine death* (power loss): the thread fsyncs what was written every
   ``flush_interval`` (and ``exp.flush()`` and close do).
 

@@ -459,6 +459,48 @@ def test_query_logs_of_an_experiment_without_logs(opened: Store) -> None:
     assert (page["logs"], page["total"], page["hasMore"]) == ([], 0, False)
 
 
+
+def _mixed_logs(store: Store) -> list[dict[str, Any]]:
+    """40 lines of every level, their times going back now and then (two writers' clocks)."""
+    levels = ["debug", "info", "warn", "error", "fatal"]
+    records = [
+        LogRecord(3000.0 + (i % 7) * 10 + i * 0.5, levels[(i * 3) % 5], f"line {i} {'odd' if i % 2 else 'even'}", None)
+        for i in range(40)
+    ]
+    store.append_logs(PREFIX, records[:25])
+    store.append_logs(PREFIX, records[25:])
+    return store.query_logs(PREFIX, {"limit": 100})["logs"]
+
+
+def test_query_logs_level_time_search_and_order_agree_with_filtering_every_line(opened: Store) -> None:
+    every = _mixed_logs(opened)
+    queries: list[dict[str, Any]] = [
+        {"levels": ["error"], "descending": True, "limit": 3},
+        {"levels": ["info", "fatal"], "offset": 2, "limit": 4},
+        {"levels": ["warn", "debug"], "offset": 3, "limit": 2, "descending": True},
+        {"start_time": 3020.0, "end_time": 3045.0, "limit": 5, "offset": 1},
+        {"start_time": 3030.0, "descending": True, "limit": 4},
+        {"levels": ["debug", "error"], "end_time": 3040.0, "limit": 100},
+        {"search": "ODD", "levels": ["info", "warn"], "descending": True, "limit": 3, "offset": 1},
+        {"search": "line 3", "start_time": 3010.0, "limit": 100},
+        {"levels": ["error"], "offset": 100},
+        {"descending": True, "offset": 38, "limit": 5},
+    ]
+    for query in queries:
+        wanted = [
+            r["sequenceNumber"]
+            for r in every
+            if (not query.get("levels") or r["level"] in query["levels"])
+            and query.get("start_time", -math.inf) <= r["ts"] <= query.get("end_time", math.inf)
+            and query.get("search", "").lower() in r["message"].lower()
+        ]
+        if query.get("descending"):
+            wanted.reverse()
+        offset, limit = query.get("offset", 0), query.get("limit", 100)
+        page = opened.query_logs(PREFIX, query)  # type: ignore[arg-type]
+        assert [r["sequenceNumber"] for r in page["logs"]] == wanted[offset : offset + limit], query
+        assert (page["total"], page["hasMore"]) == (len(wanted), offset + limit < len(wanted)), query
+
 # -- tracks -------------------------------------------------------------------------------
 
 
@@ -532,6 +574,42 @@ def test_list_tracks(opened: Store) -> None:
     assert listed["robot/position"]["totalEntries"] == 2
     assert (listed["robot/position"]["firstTimestamp"], listed["robot/position"]["lastTimestamp"]) == (1.0, 4.0)
 
+
+
+def test_read_tracks_pages_by_limit_and_after_like_one_read(opened: Store) -> None:
+    """Out-of-order appends and equal timestamps across batches: the pages, put together,
+    are the whole read, and no page splits the entries of one timestamp."""
+    opened.append_tracks(PREFIX, "pose", [{"timestamp": float(t), "x": t} for t in (5, 1, 3, 3, 9)])
+    opened.append_tracks(PREFIX, "pose", [{"timestamp": 3.0, "y": 30}, {"timestamp": 2.0, "x": 2}, {"timestamp": 7.0}])
+    whole = opened.read_tracks(PREFIX, "pose")
+    assert [e["timestamp"] for e in whole] == [1.0, 2.0, 3.0, 5.0, 7.0, 9.0]
+    assert whole[2] == {"timestamp": 3.0, "x": 3, "y": 30}
+    for limit in (1, 2, 4, 6, 100):
+        pages, after = [], None
+        while True:
+            page = opened.read_tracks(PREFIX, "pose", limit=limit, after=after)
+            assert len(page) <= limit
+            pages.extend(page)
+            if len(page) < limit:
+                break
+            after = page[-1]["timestamp"]
+        assert pages == whole, limit
+    assert opened.read_tracks(PREFIX, "pose", 2.0, 7.0, ["y"], limit=2, after=2.0) == [
+        {"timestamp": 3.0, "y": 30},
+        {"timestamp": 5.0},
+    ]
+    assert opened.read_tracks(PREFIX, "pose", limit=0) == []
+    assert opened.read_tracks(PREFIX, "pose", after=9.0) == []
+    assert opened.read_tracks(PREFIX, "never", limit=5) == []
+
+
+def test_list_tracks_counts_merged_entries_after_out_of_order_appends(opened: Store) -> None:
+    opened.append_tracks(PREFIX, "pose", [{"timestamp": 1.0, "x": 1}, {"timestamp": 3.0, "x": 3}])
+    assert {t["topic"]: t["totalEntries"] for t in opened.list_tracks(PREFIX)} == {"pose": 2}
+    opened.append_tracks(PREFIX, "pose", [{"timestamp": 2.0, "x": 2}, {"timestamp": 3.0, "y": 3}])
+    opened.append_tracks(PREFIX, "pose", [{"timestamp": 0.5, "x": 0}, {"timestamp": 4.0, "x": 4}])
+    (listed,) = opened.list_tracks(PREFIX)
+    assert (listed["totalEntries"], listed["firstTimestamp"], listed["lastTimestamp"]) == (5, 0.5, 4.0)
 
 # -- values -------------------------------------------------------------------------------
 

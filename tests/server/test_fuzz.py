@@ -6,12 +6,15 @@ for data the schema forbids. The server refuses more than JSON Schema can say (n
 times, levels), so "schema-valid data must be accepted" is the one check left out.
 
 Most random strings are not usable names; hooks swap in valid ones half of the time
-so that generated bodies reach the store.
+so that generated bodies reach the store. Only values that match their described
+pattern are swapped: a value schemathesis made to violate it (a negative case) must
+reach the server as it is, to be refused.
 """
 
 from __future__ import annotations
 
 import atexit
+import re
 import shutil
 import tempfile
 from typing import Any
@@ -22,11 +25,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from ml_dash.names import NAME_PATTERN, PREFIX_PATTERN, SINGLE_NAME_PATTERN
 from ml_dash.server import create_app
 from ml_dash.stores.local import LocalStore
+from ml_dash.wire import BATCH_ID_PATTERN
 
 VALID_QUERY = {"prefix": "alice/proj/run-1", "name": "train/loss", "topic": "robot/pos", "owner": "alice"}
 VALID_BODY = {"prefix": "alice/proj/run-1", "batchId": "batch-1"}
+DESCRIBED = {"prefix": PREFIX_PATTERN, "name": NAME_PATTERN, "topic": NAME_PATTERN, "owner": SINGLE_NAME_PATTERN,
+             "batchId": BATCH_ID_PATTERN}
 
 _root = tempfile.mkdtemp(prefix="ml-dash-fuzz-")
 atexit.register(shutil.rmtree, _root, ignore_errors=True)
@@ -35,7 +42,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
 def _valid_half(value: dict[str, Any], valid: dict[str, str]) -> Any:
-    swapped = {k: (valid[k] if k in valid and isinstance(v, str) else v) for k, v in value.items()}
+    swapped = {k: (valid[k] if k in valid and isinstance(v, str) and re.search(DESCRIBED[k], v) else v)
+               for k, v in value.items()}
     return st.sampled_from([value, swapped]) if swapped != value else st.just(value)
 
 

@@ -91,4 +91,6 @@ def route_calls(prefix: str) -> list[tuple[str, str, dict[str, Any], Any]]:
         ("POST", "/api/v1/tracks/append", {**q, "topic": "t"}, {"batchId": "t-9", "entries": [{"timestamp": 1.0}]}),
         ("GET", "/api/v1/tracks/read", {**q, "topic": "t"}, None),
         ("GET", "/api/v1/tracks/list", q, None),
+        ("GET", "/api/v1/metrics/series", {**q, "name": "m", "y": "v"}, None),
+        ("GET", "/api/v1/metrics/fields", {**q, "name": "m"}, None),
     ]

@@ -15,8 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import __version__, wire
+from ..limits import DEFAULT, Limits
 from ..stores.base import Store
-from . import routes_experiments, routes_streams, schemas
+from . import routes_experiments, routes_reads, routes_streams, schemas
 from .auth import TokenStore
 from .http import DEFAULT_MAX_BODY, MsgspecResponse, RequestGuard, install_error_handlers
 
@@ -55,13 +56,16 @@ def create_app(
     *,
     allowed_hosts: Collection[str] | None = None,
     backend: str | None = None,
+    limits: Limits = DEFAULT,
 ) -> MLDashApp:
     """An ASGI app serving ``store``.
 
     ``auth`` None serves every owner to anyone; with a TokenStore each request needs
     ``Authorization: Bearer <token>`` and reaches only the token owner's experiments.
-    Bodies over ``max_body`` bytes are refused with 413. ``allowed_hosts`` (host names
-    without port) refuses requests whose Host header names another host.
+    Bodies over ``max_body`` bytes are refused with 413, values, points, records,
+    entries and params over ``limits`` with 422 or 413 (``ml_dash.limits``).
+    ``allowed_hosts`` (host names without port) refuses requests whose Host header
+    names another host.
     """
     app = MLDashApp(
         title="ML-Dash",
@@ -74,16 +78,21 @@ def create_app(
     app.auth_enabled = auth is not None
     app.state.store = store
     app.state.tokens = auth
+    app.state.limits = limits
     app.state.backend = backend or type(store).__name__.removesuffix("Store").lower() or "store"
     install_error_handlers(app)
     app.include_router(routes_experiments.router)
     app.include_router(routes_streams.router)
+    app.include_router(routes_reads.router)
     app.add_api_route(
         "/health",
         health,
         methods=["GET"],
         responses={200: {"description": "OK", "content": {"application/json": {"schema": schemas.ref(wire.Health)}}}},
     )
+    from ..dashboard import mount_dashboard  # the page at / and its assets, after every API route
+
+    mount_dashboard(app)
     app.add_middleware(RequestGuard, max_body=max_body, allowed_hosts=allowed_hosts)
     return app
 

@@ -1,11 +1,12 @@
-"""The HTTP edge: msgspec responses, error bodies, body limits and body decoding.
+"""The HTTP edge: msgspec responses, error bodies, body limits and body reading.
 
 Every refusal leaves the server as ``{"code": str, "message": str}`` with the status
 ``ml_dash.errors.HTTP_STATUS`` gives for the code, whatever raised it: our own
 errors, FastAPI's parameter validation, Starlette's 404/405, or the size guard.
 Stores raise only ``MLDashError`` (each translates its backend's failures at its own
 edge), so this module maps codes and knows nothing of files or databases; any other
-exception is a bug (500).
+exception is a bug (500), answered like any error, so that the client's kept-alive
+connection goes on serving it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 from fastapi import FastAPI, Request
@@ -20,10 +22,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import HTTP_STATUS, BadRequestError, MLDashError, TooLargeError, UnauthorizedError
+from ..limits import Limits
 from ..stores.base import Store
 from .auth import TokenStore
 from .validate import Access
@@ -99,8 +103,9 @@ def _on_http_error(request: Request, exc: Exception) -> Response:
     return error_response(code, str(exc.detail), status=exc.status_code, headers=headers)
 
 
-def _on_recursion_error(_request: Request, _exc: Exception) -> Response:
-    return error_response("bad_request", "the body is nested too deeply")
+def _on_recursion_error(request: Request, _exc: Exception) -> Response:
+    depth = limits_of(request).max_depth
+    return error_response("invalid_value", f"the body nests lists and objects too deeply (the limit is {depth} levels)")
 
 
 def _on_bug(_request: Request, exc: Exception) -> Response:
@@ -125,14 +130,36 @@ def host_of(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+def query_problem(query: bytes) -> str | None:
+    """What is wrong with a query string whose names or values are not UTF-8 once
+    percent-decoded (None when nothing is). Starlette would decode them with U+FFFD in
+    place of the bad bytes, so two different byte strings would name one folder."""
+    if query.isascii() and b"%" not in query:
+        return None
+    for pair in query.split(b"&"):
+        for part in pair.split(b"=", 1):
+            raw = unquote_to_bytes(part.replace(b"+", b" "))
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                name = unquote_to_bytes(pair.split(b"=", 1)[0].replace(b"+", b" ")).decode("utf-8", "replace")
+                return (f"query parameter {name[:80]!r} is not valid UTF-8 once percent-decoded "
+                        f"(byte 0x{raw[exc.start]:02x} at {exc.start})")
+    return None
+
+
 class RequestGuard:
-    """ASGI middleware: refuses bodies over ``max_body`` and (optionally) foreign Host headers.
+    """ASGI middleware: refuses bodies over ``max_body``, query strings that are not
+    UTF-8, (optionally) foreign Host headers, and answers a bug as a 500 JSON error.
 
     A declared ``Content-Length`` over the limit is answered 413 before any of the body
     is read. A body without one (chunked) is counted as the route reads it; the chunk
     that crosses the limit raises TooLargeError, so at most ``max_body`` plus one chunk
     is ever held. ``allowed_hosts`` (hosts without port) protects a server without
-    auth on loopback from web pages that rebind a DNS name to 127.0.0.1.
+    auth on loopback from web pages that rebind a DNS name to 127.0.0.1. An exception
+    that no handler took is logged and answered 500 here, inside Starlette's error
+    middleware, which would answer it too but then raise it on to uvicorn, which
+    closes the connection the client expects to keep.
     """
 
     def __init__(self, app: ASGIApp, max_body: int, allowed_hosts: Collection[str] | None = None) -> None:
@@ -145,12 +172,13 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        refusal = self._refusal(headers)
+        refusal = self._refusal(headers, scope.get("query_string", b""))
         if refusal is not None:
             await refusal(scope, receive, send)
             return
         seen = 0
         limit = self.max_body
+        started = False
 
         async def counted_receive() -> Message:
             nonlocal seen
@@ -161,13 +189,29 @@ class RequestGuard:
                     raise TooLargeError(f"the request body is over the limit of {limit} bytes")
             return message
 
-        await self.app(scope, counted_receive, send)
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
 
-    def _refusal(self, headers: Headers) -> Response | None:
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except ClientDisconnect:
+            return  # nobody to answer
+        except Exception:
+            if started:
+                raise  # half an answer is out: only closing the connection can tell the client
+            log.exception("error on %s %s", scope.get("method"), scope.get("path"))
+            await error_response("error", _SERVER_SIDE["error"])(scope, receive, send)
+
+    def _refusal(self, headers: Headers, query: bytes) -> Response | None:
         if self.allowed_hosts is not None and host_of(headers.get("host", "")) not in self.allowed_hosts:
             return error_response(
                 "bad_request", "this server answers only requests addressed to localhost (start it with --auth)"
             )
+        problem = query_problem(query)
+        if problem is not None:
+            return error_response("bad_request", problem)
         declared = headers.get("content-length")
         if declared is not None:
             try:
@@ -180,16 +224,35 @@ class RequestGuard:
         return None
 
 
-async def read_json_body(request: Request) -> bytes:
+async def read_json_body(request: Request) -> bytearray:
     """The raw body of a JSON request (size-limited by :class:`RequestGuard`).
 
     Requiring ``application/json`` also makes browsers ask before a cross-site POST
-    (a CORS preflight this server never grants), so a web page cannot write here.
+    (a CORS preflight this server never grants), so a web page cannot write here. The
+    body is read into one buffer of its declared length: it is held once, never as
+    pieces plus their join.
     """
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise BadRequestError(f"the body must be JSON sent as Content-Type: application/json, not {media or 'none'!r}")
-    return await request.body()
+    declared = request.headers.get("content-length", "")
+    body = bytearray(int(declared) if declared.isdigit() else 0)  # RequestGuard has checked it against the limit
+    filled = 0
+    async for chunk in request.stream():
+        end = filled + len(chunk)
+        if end <= len(body):
+            body[filled:end] = chunk
+        else:
+            body[filled:] = chunk  # no Content-Length (chunked): grows as it comes
+        filled = end
+    del body[filled:]
+    return body
+
+
+def limits_of(request: Request) -> Limits:
+    """The limits the app enforces (``create_app(limits=...)``)."""
+    limits: Limits = request.app.state.limits
+    return limits
 
 
 def encoded(call: Callable[..., Any], *args: Any) -> bytes:

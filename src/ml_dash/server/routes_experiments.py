@@ -1,8 +1,9 @@
 """Routes for experiments and their params (docs/http-api.md).
 
 Each route checks the caller and the names in the event loop (cheap), then decodes
-the body with its ``ml_dash.wire`` struct, validates it, calls the store in a worker
-thread and answers with the wire struct of the result.
+the body with its ``ml_dash.wire`` struct within the server's limits
+(``server.bodies``), validates it, calls the store in a worker thread and answers with
+the wire struct of the result.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from starlette.responses import Response
 
 from .. import wire
 from ..errors import InvalidValueError, NotFoundError
-from ..names import Prefix
+from ..limits import DEFAULT, Limits
+from ..names import PREFIX_PATTERN, SINGLE_NAME_PATTERN, Prefix
 from ..records import FORMAT_VERSION
 from ..stores.base import Store
 from ..stores.claims import check_holder, check_holder_ids, check_lease
 from ..values import normalize
-from .http import answer, caller, read_json_body, store_of
+from .bodies import decode
+from .http import answer, caller, limits_of, read_json_body, store_of
 from .schemas import answers, body
-from .validate import Access, check_time, flat_params, server_prefix, single_name
+from .validate import Access, check_tags, check_time, flat_params, server_prefix, single_name
 
 router = APIRouter(prefix="/api/v1")
 
@@ -29,15 +32,21 @@ PREFIX_HELP = "the experiment: owner/project/[folders/...]/name"
 
 
 def prefix_query() -> Any:
-    """The ``prefix`` query parameter, as every route declares it."""
-    return Query(description=PREFIX_HELP, examples=["alice/project/run-1"])
+    """The ``prefix`` query parameter, as every route declares it (the pattern is described, not
+    enforced here: ``server_prefix`` checks more and answers 400 ``invalid_name``)."""
+    return Query(description=PREFIX_HELP, examples=["alice/project/run-1"],
+                 json_schema_extra={"pattern": PREFIX_PATTERN, "maxLength": 512})
+
+
+def _single_name_query(description: str) -> Any:
+    return Query(None, description=description, json_schema_extra={"pattern": SINGLE_NAME_PATTERN, "maxLength": 512})
 
 
 # -- experiments -------------------------------------------------------------------------
 
 
-def _open(store: Store, access: Access, raw: bytes) -> bytes:
-    exp = wire.decode(raw, wire.ExperimentOpen)
+def _open(store: Store, access: Access, raw: bytes | bytearray, limits: Limits = DEFAULT) -> bytes:
+    exp = decode(raw, wire.ExperimentOpen, limits)
     parsed = server_prefix(exp.prefix, access)
     for field, given, actual in (
         ("owner", exp.owner, parsed.owner),
@@ -52,7 +61,8 @@ def _open(store: Store, access: Access, raw: bytes) -> bytes:
         value = getattr(exp, field)
         if value is not None:
             check_time(value, field)
-    exp.metadata = normalize(exp.metadata, "metadata")
+    check_tags(exp.tags, limits)
+    exp.metadata = normalize(exp.metadata, "metadata", 0, limits)
     exp.format_version = FORMAT_VERSION  # the store's layout, not the client's to choose
     return wire.encode(wire.ExperimentBody.of(store.open_experiment(exp.record())))
 
@@ -63,16 +73,18 @@ def _open(store: Store, access: Access, raw: bytes) -> bytes:
 async def open_experiment(request: Request, access: Access = Depends(caller)) -> Response:
     """Create the experiment named by ``prefix`` in the body, or resume the stored one."""
     raw = await read_json_body(request)
-    return await answer(_open, store_of(request), access, raw)
+    return await answer(_open, store_of(request), access, raw, limits_of(request))
 
 
-def _update(store: Store, target: Prefix, raw: bytes) -> bytes:
-    changes = wire.decode(raw, wire.ExperimentChanges).changes()
+def _update(store: Store, target: Prefix, raw: bytes | bytearray, limits: Limits = DEFAULT) -> bytes:
+    changes = decode(raw, wire.ExperimentChanges, limits).changes()
     for field in ("started_at", "ended_at"):
         if changes.get(field) is not None:
             changes[field] = check_time(changes[field], field)
+    if "tags" in changes:
+        check_tags(changes["tags"], limits)
     if "metadata" in changes:
-        changes["metadata"] = normalize(changes["metadata"], "metadata")
+        changes["metadata"] = normalize(changes["metadata"], "metadata", 0, limits)
     # Checked first because updating a missing experiment would leave an empty folder.
     if store.get_experiment(target.path) is None:
         raise NotFoundError(f"no experiment {target.path!r}")
@@ -90,7 +102,7 @@ async def update_experiment(
     """Change status, times, description, tags or metadata of a stored experiment."""
     target = server_prefix(prefix, access)
     raw = await read_json_body(request)
-    return await answer(_update, store_of(request), target, raw)
+    return await answer(_update, store_of(request), target, raw, limits_of(request))
 
 
 def _get(store: Store, target: Prefix) -> bytes:
@@ -113,8 +125,8 @@ def _list(store: Store, owner: str | None, project: str | None) -> bytes:
 @router.get("/experiments", responses=answers(wire.ExperimentList, 403))
 async def list_experiments(
     request: Request,
-    owner: str | None = Query(None, description="only this owner's (with auth: defaults to the token's owner)"),
-    project: str | None = Query(None, description="only this project's (with owner)"),
+    owner: str | None = _single_name_query("only this owner's (with auth: defaults to the token's owner)"),
+    project: str | None = _single_name_query("only this project's (with owner)"),
     access: Access = Depends(caller),
 ) -> Response:
     """Experiments sorted by prefix; a token sees only its owner's."""
@@ -129,8 +141,8 @@ async def list_experiments(
 # -- claims ------------------------------------------------------------------------------
 
 
-def _claim(store: Store, target: Prefix, raw: bytes) -> bytes:
-    holder, lease_seconds, join, new, replaces = wire.decode(raw, wire.ClaimBody).args()
+def _claim(store: Store, target: Prefix, raw: bytes | bytearray, limits: Limits = DEFAULT) -> bytes:
+    holder, lease_seconds, join, new, replaces = decode(raw, wire.ClaimBody, limits).args()
     lease = check_lease(lease_seconds, "leaseSeconds")
     claim = store.claim_experiment(target.path, check_holder(holder), lease, join=join, new=new,
                                    replaces=check_holder_ids(replaces))
@@ -149,11 +161,11 @@ async def claim_experiment(
     """
     target = server_prefix(prefix, access)
     raw = await read_json_body(request)
-    return await answer(_claim, store_of(request), target, raw)
+    return await answer(_claim, store_of(request), target, raw, limits_of(request))
 
 
-def _release(store: Store, target: Prefix, raw: bytes) -> bytes:
-    released = wire.decode(raw, wire.ReleaseBody)
+def _release(store: Store, target: Prefix, raw: bytes | bytearray, limits: Limits = DEFAULT) -> bytes:
+    released = decode(raw, wire.ReleaseBody, limits)
     store.release_experiment(target.path, released.holder_id)
     return wire.encode(released)
 
@@ -165,7 +177,7 @@ async def release_experiment(
     """End one holder's claim (nothing happens when it has none); the answer repeats the body."""
     target = server_prefix(prefix, access)
     raw = await read_json_body(request)
-    return await answer(_release, store_of(request), target, raw)
+    return await answer(_release, store_of(request), target, raw, limits_of(request))
 
 
 # -- params ------------------------------------------------------------------------------
@@ -175,9 +187,9 @@ def _params_answer(store: Store, target: Prefix) -> bytes:
     return wire.encode(wire.ParamsOut.of(store.get_params(target.path)))
 
 
-def _set_params(store: Store, target: Prefix, raw: bytes) -> bytes:
-    (params,) = wire.decode(raw, wire.ParamsBody).args()
-    return wire.encode(wire.ParamsOut.of(store.set_params(target.path, flat_params(params))))
+def _set_params(store: Store, target: Prefix, raw: bytes | bytearray, limits: Limits = DEFAULT) -> bytes:
+    (params,) = decode(raw, wire.ParamsBody, limits).args()
+    return wire.encode(wire.ParamsOut.of(store.set_params(target.path, flat_params(params, limits))))
 
 
 @router.post("/params", openapi_extra=body(wire.ParamsBody), responses=answers(wire.ParamsOut, 403, 422))
@@ -185,7 +197,7 @@ async def set_params(request: Request, prefix: str = prefix_query(), access: Acc
     """Merge flat params into the stored ones (nested objects are flattened with ``.``)."""
     target = server_prefix(prefix, access)
     raw = await read_json_body(request)
-    return await answer(_set_params, store_of(request), target, raw)
+    return await answer(_set_params, store_of(request), target, raw, limits_of(request))
 
 
 @router.get("/params", responses=answers(wire.ParamsOut, 403))

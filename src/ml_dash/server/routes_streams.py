@@ -12,11 +12,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from .. import wire
+from ..limits import DEFAULT, Limits
 from ..logs import normalize_level
-from ..names import Prefix, validate_name
+from ..names import NAME_PATTERN, Prefix, validate_name
 from ..records import LogQuery, MetricStats
 from ..stores.base import Store
-from .http import answer, caller, read_json_body, store_of
+from .bodies import decode
+from .http import answer, caller, limits_of, read_json_body, store_of
 from .routes_experiments import prefix_query
 from .schemas import answers, body
 from .validate import (
@@ -37,20 +39,24 @@ MAX_COUNTER = 2**53
 
 
 def _name_query() -> Any:
-    return Query(description="the metric stream; '/' nests", examples=["train/loss"])
+    return Query(description="the metric stream; '/' nests", examples=["train/loss"],
+                 json_schema_extra={"pattern": NAME_PATTERN, "maxLength": 512})
 
 
 def _topic_query() -> Any:
-    return Query(description="the track topic; '/' nests", examples=["robot/position"])
+    return Query(description="the track topic; '/' nests", examples=["robot/position"],
+                 json_schema_extra={"pattern": NAME_PATTERN, "maxLength": 512})
 
 
 # -- metrics -----------------------------------------------------------------------------
 
 
-def _append_metrics(store: Store, target: Prefix, name: str, raw: bytes) -> bytes:
-    points, batch_id = wire.decode(raw, wire.MetricsAppendBody).args()
+def _append_metrics(
+    store: Store, target: Prefix, name: str, raw: bytes | bytearray, limits: Limits = DEFAULT
+) -> bytes:
+    points, batch_id = decode(raw, wire.MetricsAppendBody, limits).args()
     check_batch_id(batch_id)
-    result = store.append_metrics(target.path, name, metric_points(name, points), batch_id=batch_id)
+    result = store.append_metrics(target.path, name, metric_points(name, points, limits), batch_id=batch_id)
     return wire.encode(wire.MetricsAppended.of(result))
 
 
@@ -64,11 +70,13 @@ async def append_metrics(
     target = server_prefix(prefix, access)
     metric = validate_name(name, "metric name")
     raw = await read_json_body(request)
-    return await answer(_append_metrics, store_of(request), target, metric, raw)
+    return await answer(_append_metrics, store_of(request), target, metric, raw, limits_of(request))
 
 
-def _describe_stream(store: Store, target: Prefix, name: str, raw: bytes) -> bytes:
-    description = stream_description(wire.decode(raw, wire.StreamDescriptionBody).record())
+def _describe_stream(
+    store: Store, target: Prefix, name: str, raw: bytes | bytearray, limits: Limits = DEFAULT
+) -> bytes:
+    description = stream_description(decode(raw, wire.StreamDescriptionBody, limits).record(), limits)
     store.describe_stream(target.path, name, description)
     return wire.encode(wire.StreamDescriptionBody.of(description))
 
@@ -85,7 +93,7 @@ async def describe_stream(
     target = server_prefix(prefix, access)
     metric = validate_name(name, "metric name")
     raw = await read_json_body(request)
-    return await answer(_describe_stream, store_of(request), target, metric, raw)
+    return await answer(_describe_stream, store_of(request), target, metric, raw, limits_of(request))
 
 
 def _read_metrics(store: Store, target: Prefix, name: str, start_index: int, limit: int) -> bytes:
@@ -133,10 +141,10 @@ async def list_metrics(request: Request, prefix: str = prefix_query(), access: A
 # -- logs --------------------------------------------------------------------------------
 
 
-def _append_logs(store: Store, target: Prefix, raw: bytes) -> bytes:
-    records, batch_id = wire.decode(raw, wire.LogsAppendBody).args()
+def _append_logs(store: Store, target: Prefix, raw: bytes | bytearray, limits: Limits = DEFAULT) -> bytes:
+    records, batch_id = decode(raw, wire.LogsAppendBody, limits).args()
     check_batch_id(batch_id)
-    result = store.append_logs(target.path, log_records(records), batch_id=batch_id)
+    result = store.append_logs(target.path, log_records(records, limits), batch_id=batch_id)
     return wire.encode(wire.LogsAppended.of(result))
 
 
@@ -147,7 +155,7 @@ async def append_logs(request: Request, prefix: str = prefix_query(), access: Ac
     """Append a batch of log records (levels normalised: ``"WARNING"`` -> ``"warn"``)."""
     target = server_prefix(prefix, access)
     raw = await read_json_body(request)
-    return await answer(_append_logs, store_of(request), target, raw)
+    return await answer(_append_logs, store_of(request), target, raw, limits_of(request))
 
 
 def _query_logs(store: Store, target: Prefix, query: LogQuery) -> bytes:
@@ -158,7 +166,8 @@ def _query_logs(store: Store, target: Prefix, query: LogQuery) -> bytes:
 async def query_logs(
     request: Request,
     prefix: str = prefix_query(),
-    level: list[str] | None = Query(None, description="only these levels (repeatable)"),
+    level: list[str] | None = Query(None, description="only these levels (repeatable)",
+                                    json_schema_extra={"items": {"type": "string", "pattern": wire.LEVEL_PATTERN}}),
     start_time: float | None = Query(None, allow_inf_nan=False, description="seconds, inclusive"),
     end_time: float | None = Query(None, allow_inf_nan=False, description="seconds, inclusive"),
     search: str | None = Query(None, description="message contains this text (any case)"),
@@ -184,10 +193,12 @@ async def query_logs(
 # -- tracks ------------------------------------------------------------------------------
 
 
-def _append_tracks(store: Store, target: Prefix, topic: str, raw: bytes) -> bytes:
-    entries, batch_id = wire.decode(raw, wire.TracksAppendBody).args()
+def _append_tracks(
+    store: Store, target: Prefix, topic: str, raw: bytes | bytearray, limits: Limits = DEFAULT
+) -> bytes:
+    entries, batch_id = decode(raw, wire.TracksAppendBody, limits).args()
     check_batch_id(batch_id)
-    result = store.append_tracks(target.path, topic, track_entries(topic, entries), batch_id=batch_id)
+    result = store.append_tracks(target.path, topic, track_entries(topic, entries, limits), batch_id=batch_id)
     return wire.encode(wire.TracksAppended.of(result))
 
 
@@ -201,13 +212,21 @@ async def append_tracks(
     target = server_prefix(prefix, access)
     name = validate_name(topic, "track topic")
     raw = await read_json_body(request)
-    return await answer(_append_tracks, store_of(request), target, name, raw)
+    return await answer(_append_tracks, store_of(request), target, name, raw, limits_of(request))
 
 
 def _read_tracks(
-    store: Store, target: Prefix, topic: str, start: float | None, end: float | None, columns: list[str] | None
+    store: Store,
+    target: Prefix,
+    topic: str,
+    start: float | None,
+    end: float | None,
+    columns: list[str] | None,
+    limit: int | None,
+    after: float | None,
 ) -> bytes:
-    return wire.encode(wire.TrackEntries.of(store.read_tracks(target.path, topic, start, end, columns)))
+    entries = store.read_tracks(target.path, topic, start, end, columns, limit=limit, after=after)
+    return wire.encode(wire.TrackEntries.of(entries))
 
 
 @router.get("/tracks/read", responses=answers(wire.TrackEntries, 403, 422))
@@ -218,13 +237,19 @@ async def read_tracks(
     start_timestamp: float | None = Query(None, allow_inf_nan=False),
     end_timestamp: float | None = Query(None, allow_inf_nan=False),
     columns: str | None = Query(None, description="comma-separated fields to keep (timestamp always)"),
+    limit: int | None = Query(None, ge=0, le=MAX_ITEMS, description="at most this many entries (default: all)"),
+    after: float | None = Query(
+        None, allow_inf_nan=False, description="only entries after this timestamp (the last one of the previous page)"
+    ),
     access: Access = Depends(caller),
 ) -> Response:
-    """Entries in time order, entries with equal timestamps merged."""
+    """Entries in time order, entries with equal timestamps merged; paged by ``limit`` and ``after``."""
     target = server_prefix(prefix, access)
     name = validate_name(topic, "track topic")
     wanted = [c for c in columns.split(",") if c] if columns is not None else None
-    return await answer(_read_tracks, store_of(request), target, name, start_timestamp, end_timestamp, wanted)
+    return await answer(
+        _read_tracks, store_of(request), target, name, start_timestamp, end_timestamp, wanted, limit, after
+    )
 
 
 def _list_tracks(store: Store, target: Prefix) -> bytes:

@@ -1,7 +1,10 @@
 """``ml-dash serve``: run the server with uvicorn, over a dash root folder or MongoDB + S3.
 
 Auth follows the address: on loopback it is off unless asked for; on any other
-address it is on, and only ``--insecure`` turns it off (with a loud warning). The
+address it is on, and only ``--insecure`` turns it off (with a loud warning). What one
+request may hold (``ml_dash.limits.Limits``) and what one connection may cost
+(``ml_dash.limits.ConnectionLimits``: read timeouts, connection caps, enforced by
+``connections.GuardedProtocol``) are options too (docs/http-api.md, "Limits"). The
 folder backend is single-server: one server process per folder. The MongoDB backend
 (``mongo_backend``) keeps everything, tokens included, in the database and the bucket,
 so several server processes may share them.
@@ -12,14 +15,16 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..errors import StorageError
+from ..limits import DEFAULT, ConnectionLimits, Limits
 from ..stores.base import Store
 from ..stores.local import LocalStore
 from .app import create_app
 from .auth import FileTokenStore, TokenStore
+from .connections import ConnectionGuard, GuardedProtocol
 from .http import DEFAULT_MAX_BODY
 from .mongo_backend import MULTI_SERVER, MongoSettings, check_backend, open_backend
 
@@ -49,6 +54,8 @@ class ServePlan:
     max_body: int
     warning: str | None = None
     mongo: MongoSettings | None = None  # None: the folder backend at ``root``
+    limits: Limits = DEFAULT
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @property
     def url(self) -> str:
@@ -71,18 +78,21 @@ def plan(
     insecure: bool,
     max_body: int = DEFAULT_MAX_BODY,
     mongo: MongoSettings | None = None,
+    limits: Limits = DEFAULT,
+    connections: ConnectionLimits | None = None,
 ) -> ServePlan:
     """Decide backend, auth and warnings from the command line (no side effects)."""
     folder = os.path.abspath(root or os.environ.get("ML_DASH_ROOT") or ".dash")
+    conns = connections or ConnectionLimits()
     if auth or (not is_loopback(host) and not insecure):
-        return ServePlan(folder, host, port, True, max_body, mongo=mongo)
+        return ServePlan(folder, host, port, True, max_body, mongo=mongo, limits=limits, connections=conns)
     warning = None
     if not is_loopback(host):
         warning = (
             f"WARNING: auth is OFF on {host}, a non-loopback address (--insecure): anyone who can reach "
             "this port can read and write every experiment. Use --auth and `ml-dash token create` instead."
         )
-    return ServePlan(folder, host, port, False, max_body, warning, mongo)
+    return ServePlan(folder, host, port, False, max_body, warning, mongo, limits, conns)
 
 
 def startup_lines(p: ServePlan, tokens: int | None) -> list[str]:
@@ -97,6 +107,10 @@ def startup_lines(p: ServePlan, tokens: int | None) -> list[str]:
     else:
         lines.append("auth: OFF (loopback only; requests must be addressed to localhost; --auth turns it on)")
     lines.append(f"note: {MULTI_SERVER if p.mongo is not None else SINGLE_SERVER}")
+    c = p.connections
+    per_client = f"{c.max_per_client} per client address" if c.max_per_client else "no cap per client address"
+    lines.append(f"connections: at most {c.total} ({per_client}); headers within {c.header_timeout:g} s, "
+                 f"no body stall over {c.body_timeout:g} s")
     return lines
 
 
@@ -144,9 +158,13 @@ def run(p: ServePlan) -> None:
     for line in ([p.warning] if p.warning else []) + backend.warnings:
         print(line, file=sys.stderr, flush=True)
     print("\n".join(startup_lines(p, _active_tokens(backend))), flush=True)
-    app = create_app(backend.store, backend.tokens, p.max_body, allowed_hosts=p.allowed_hosts)
+    app = create_app(backend.store, backend.tokens, p.max_body, allowed_hosts=p.allowed_hosts, limits=p.limits)
+    protocol = GuardedProtocol.configured(ConnectionGuard(p.connections))
     try:
-        uvicorn.run(app, host=p.host, port=p.port, workers=1, log_level="info", server_header=False)
+        # Event streams (/api/v1/events) never end by themselves: a stop waits 2 s for
+        # requests in flight, then closes what is left.
+        uvicorn.run(app, host=p.host, port=p.port, workers=1, log_level="info", server_header=False, http=protocol,
+                    timeout_graceful_shutdown=2)
     finally:
         close = getattr(backend.tokens, "close", None)
         if close is not None:

@@ -1,10 +1,11 @@
 """What the server checks before it hands data to the store.
 
 The SDK validates on the caller's side; the server cannot trust callers, so it checks
-the same rules again: names (``ml_dash.names``), times, log levels and value nesting
-(``ml_dash.wire`` has already put NaN and infinities back). Every check raises an
-``MLDashError`` naming the offending field, and runs before the store is touched, so
-a refused request writes nothing.
+the same rules again: names (``ml_dash.names``), times, log levels, value nesting and
+item counts (``ml_dash.limits``, the server's own limits; ``ml_dash.wire`` has already
+put NaN and infinities back). Every check raises an ``MLDashError`` naming the
+offending field, and runs before the store is touched, so a refused request writes
+nothing.
 """
 
 from __future__ import annotations
@@ -16,20 +17,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ForbiddenError, InvalidNameError, InvalidValueError, TooLargeError
+from ..limits import DEFAULT, Limits
 from ..logs import normalize_level
 from ..names import Prefix, parse_prefix, validate_name
 from ..params import flatten
 from ..records import LogRecord, StreamDescription
 from ..tracks import RESERVED_FIELDS
 from ..values import PLAIN, check_text, normalize, normalize_fields
+from ..wire import BATCH_ID_PATTERN
 from .auth import check_owner
 
 # The latest time ``datetime`` can show (9999-12-31T23:59:59Z): stores write
 # experiment and log times as ISO text.
 MAX_TIME = 253_402_300_799.0
 _TRACK_RESERVED = RESERVED_FIELDS  # timestamp, _nonFinite, _batchId: the store's own keys
-BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_ITEMS = 100_000
+BATCH_ID = re.compile(BATCH_ID_PATTERN)
+MAX_ITEMS = DEFAULT.max_items  # the default; a server's own is ``Limits.max_items``
 
 
 class Access:
@@ -89,21 +92,25 @@ def check_batch_id(batch_id: str) -> str:
     return batch_id
 
 
-def check_items(kind: str, items: Sequence[object]) -> None:
-    """TooLargeError for more than ``MAX_ITEMS`` items in one append."""
-    if len(items) > MAX_ITEMS:
-        raise TooLargeError(f"{kind}: {len(items)} items in one append, the limit is {MAX_ITEMS}")
+def check_items(kind: str, items: Sequence[object], limits: Limits = DEFAULT) -> None:
+    """TooLargeError for more than ``limits.max_items`` items in one append."""
+    if len(items) > limits.max_items:
+        raise TooLargeError(f"{kind}: {len(items)} items in one append, the limit is {limits.max_items}")
 
 
-def metric_points(name: str, points: Any) -> list[dict[str, Any]]:
+def metric_points(name: str, points: Any, limits: Limits = DEFAULT) -> list[dict[str, Any]]:
     """Points ready for ``append_metrics``: objects, ``_ts`` a finite time (stamped when absent)."""
     if not isinstance(points, list):
         raise InvalidValueError(f"metric {name!r}: points must be a list")
-    check_items("points", points)
+    check_items("points", points, limits)
     stamp = time.time()
+    max_fields = limits.max_items
     for i, point in enumerate(points):
         if type(point) is not dict:
             raise InvalidValueError(f"metric {name!r}: points[{i}] must be an object, got {point!r:.80}")
+        if len(point) > max_fields:
+            raise InvalidValueError(f"metric {name!r}: points[{i}] has {len(point)} fields, over the limit of "
+                                    f"{max_fields}")
         ts = point.get("_ts")
         if ts is None:
             point["_ts"] = stamp
@@ -111,39 +118,47 @@ def metric_points(name: str, points: Any) -> list[dict[str, Any]]:
             point["_ts"] = check_time(ts, f"metric {name!r}: points[{i}]._ts", upper=math.inf)
         for value in point.values():
             if type(value) not in PLAIN:  # the label is built only for the rare point that needs it
-                normalize_fields(point, f"points[{i}]")
+                normalize_fields(point, f"points[{i}]", limits)
                 break
     return points
 
 
-def log_records(records: list[LogRecord]) -> list[LogRecord]:
+def log_records(records: list[LogRecord], limits: Limits = DEFAULT) -> list[LogRecord]:
     """Log records ready for ``append_logs``: times, levels, text and metadata checked."""
-    check_items("records", records)
+    check_items("records", records, limits)
     out = []
     for i, rec in enumerate(records):
         ts = check_time(rec.ts, f"records[{i}].ts")
         message = check_text(rec.message, f"records[{i}].message")
         metadata = rec.metadata
         if metadata is not None:
-            metadata = normalize(metadata, f"records[{i}].metadata")
+            metadata = normalize(metadata, f"records[{i}].metadata", 0, limits)
         out.append(LogRecord(ts, normalize_level(rec.level), message, metadata))
     return out
 
 
-def stream_description(given: StreamDescription) -> StreamDescription:
+def check_tags(tags: Sequence[str], limits: Limits = DEFAULT) -> None:
+    """InvalidValueError for tags that are not UTF-8 text, or more of them than ``limits.max_items``."""
+    if len(tags) > limits.max_items:
+        raise InvalidValueError(f"tags: {len(tags)} items, over the limit of {limits.max_items}")
+    for i, tag in enumerate(tags):
+        check_text(tag, f"tags[{i}]")
+
+
+def stream_description(given: StreamDescription, limits: Limits = DEFAULT) -> StreamDescription:
     """A metric stream's description ready for ``describe_stream``: text and metadata checked."""
     if given.description is not None:
         check_text(given.description, "description")
-    for i, tag in enumerate(given.tags):
-        check_text(tag, f"tags[{i}]")
-    return StreamDescription(given.description, given.tags, normalize(given.metadata, "metadata"))
+    check_tags(given.tags, limits)
+    return StreamDescription(given.description, given.tags, normalize(given.metadata, "metadata", 0, limits))
 
 
-def track_entries(topic: str, entries: Any) -> list[dict[str, Any]]:
-    """Entries ready for ``append_tracks``: a finite ``timestamp`` and flat fields."""
+def track_entries(topic: str, entries: Any, limits: Limits = DEFAULT) -> list[dict[str, Any]]:
+    """Entries ready for ``append_tracks``: a finite ``timestamp`` and flat fields (nested
+    ones flattened with ``.``; two names that flatten to one are InvalidValueError)."""
     if not isinstance(entries, list):
         raise InvalidValueError(f"track {topic!r}: entries must be a list")
-    check_items("entries", entries)
+    check_items("entries", entries, limits)
     out = []
     for i, entry in enumerate(entries):
         if type(entry) is not dict:
@@ -155,12 +170,18 @@ def track_entries(topic: str, entries: Any) -> list[dict[str, Any]]:
         bad = _TRACK_RESERVED.intersection(fields)
         if bad:
             raise InvalidValueError(f"track {topic!r}: entries[{i}]: field name {sorted(bad)[0]!r} is reserved")
-        out.append({"timestamp": ts, **flatten(fields)})
+        try:
+            flat = flatten(fields, limits)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"track {topic!r}: entries[{i}]: {exc.message}") from None
+        out.append({"timestamp": ts, **flat})
     return out
 
 
-def flat_params(params: Any) -> dict[str, Any]:
-    """Params ready for ``set_params``: flat names (nested objects flattened with ``.``)."""
+def flat_params(params: Any, limits: Limits = DEFAULT) -> dict[str, Any]:
+    """Params ready for ``set_params``: flat names (nested objects flattened with ``.``;
+    two names that flatten to one are InvalidValueError)."""
     if not isinstance(params, dict):
         raise InvalidValueError("params must be an object")
-    return flatten(params)
+    return flatten(params, limits)
+

@@ -7,7 +7,7 @@ Batch appends are the only write path. An experiment is named by its prefix path
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..records import (
     AppendResult,
@@ -22,6 +22,10 @@ from ..records import (
     ParamsDoc,
     StreamDescription,
 )
+
+if TYPE_CHECKING:
+    from ..series import Series
+    from ..summaries import FieldStats, RunSummary
 
 
 class Store(Protocol):
@@ -116,7 +120,10 @@ class Store(Protocol):
         ...
 
     def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
-        """Log lines matching the filters, paged."""
+        """Log lines matching the filters, paged (oldest first, newest with ``descending``).
+
+        The cost follows the page (an index by level and time), except for a text
+        ``search``, which reads the messages of the lines the other filters leave."""
         ...
 
     def append_tracks(
@@ -132,12 +139,41 @@ class Store(Protocol):
         start_timestamp: float | None = None,
         end_timestamp: float | None = None,
         columns: list[str] | None = None,
+        limit: int | None = None,
+        after: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Entries in time order, same-timestamp entries merged."""
+        """Entries in time order, same-timestamp entries merged, with ``start_timestamp <=
+        timestamp <= end_timestamp`` (None: open).
+
+        Paging: ``after`` keeps only entries with ``timestamp > after``, and ``limit``
+        (>= 0; None: no limit) only the first ``limit`` merged entries. The next page
+        starts ``after`` the last timestamp returned; a page shorter than ``limit`` is the
+        last. The cost follows the page, not the topic.
+        """
         ...
 
     def list_tracks(self, prefix: str) -> list[dict[str, Any]]:
-        """Topic name, entry count and time span of every track topic."""
+        """Topic name, entry count (after merging) and time span of every track topic
+        (from a summary kept beside the data, never a read of whole topics)."""
+        ...
+
+    def metric_series(self, prefix: str, name: str, y: str, x: str = "index", x0: float | None = None,
+                      x1: float | None = None, width: int = 1000) -> Series:
+        """The series of field ``y`` of one stream against ``x`` (``index``, ``_ts`` or a
+        numeric field) over ``[x0, x1]`` for ``width`` pixel columns: raw points when the
+        range holds at most 4 × width, else per column the first, last, min and max point
+        (M4, ``ml_dash.series``); non-finite values reported apart. Empty for a stream
+        that does not exist."""
+        ...
+
+    def metric_fields(self, prefix: str, name: str) -> dict[str, FieldStats]:
+        """Count, first, last, min and max (with their indexes) of every numeric field of
+        one stream."""
+        ...
+
+    def run_summaries(self, owner: str | None = None, project: str | None = None) -> list[RunSummary]:
+        """One summary per experiment under ``owner`` (and ``project``): info, flat
+        params and the field statistics of every metric stream (``ml_dash.summaries``)."""
         ...
 
     def check_access(self, prefix: str, timeout: float) -> None:

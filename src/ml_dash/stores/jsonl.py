@@ -1,14 +1,20 @@
-"""JSON-lines files shared by many writers: locked appends, torn-tail repair, bisection.
+"""JSON-lines files shared by many writers: locked appends and tail repair (reading: ``line_reader``).
 
 Every data file of the local store is a sequence of complete lines, each ending in
 ``\\n``. Writers (threads or processes) append under an exclusive ``flock`` with one
 ``write`` per batch, so a line is torn only when a process dies mid-write. The next
 writer to take the lock moves such a torn tail to ``<file>.torn`` and truncates it
-away; readers never look past the last newline.
+away, then does the same with complete but *damaged* lines at the end (``lines``: not
+a JSON object with an integer counter), which go to ``<file>.damaged``; readers never
+look past the last newline and skip damaged lines anywhere.
 
 Counters (metric ``index``, log ``sequenceNumber``) are assigned under the same lock
 from the last complete line of the file, so several processes appending to one file
 get unique, gapless counters, and the file itself is the only source of truth.
+
+Open files are bounded: an appender's descriptor belongs to a ``fdpool.FilePool``,
+which closes the least recently used ones; an appender reopens its file when used
+again. Batch ids are remembered in a bounded ``batch_window.BatchWindow`` per file.
 
 Every failure of the file system leaves this module as ``StorageError`` naming the
 file (``raise ... from`` the ``OSError``); nothing here knows the names the files
@@ -18,32 +24,50 @@ belong to: the store that uses it says which name a failure concerns.
 from __future__ import annotations
 
 import fcntl
-import functools
-import gc
 import os
-import re
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import msgspec
 
 from ..errors import MLDashError, StorageError
 from ..records import AppendResult
+from .batch_window import BatchWindow
+from .fdpool import FilePool, shared_pool
+from .line_reader import Edge, LineReader, open_lines
+from .lines import (
+    counter_of,
+    decode_block,
+    is_valid,
+    last_newline_end,
+    line_before,
+    lines_backward,
+    open_file,
+    pread_all,
+    warn_damaged,
+)
 
-F = TypeVar("F", bound=Callable[..., Any])
-_TAIL_CHUNK = 1 << 16
-_PROMOTE_AFTER = 100_000
+__all__ = [
+    "LOCK_TIMEOUT",
+    "Edge",
+    "LineReader",
+    "LockedAppender",
+    "WouldWaitError",
+    "counter_of",
+    "decode_block",
+    "decode_line",
+    "last_newline_end",
+    "line_before",
+    "lock_file",
+    "open_lines",
+    "without_waiting",
+]
+
 _decode = msgspec.json.decode
-_decode_lines = msgspec.json.Decoder().decode_lines
-# A batch's id sits right after the counter on its first line (or first in a track
-# line), so it can be found without parsing; inside JSON strings quotes are escaped,
-# so user data cannot look like this.
-_BATCH_ID = re.compile(rb'\{(?:"(?:index|sequenceNumber)":(\d+),)?"_?batchId":"([^"\\]*)"')
-
 
 LOCK_TIMEOUT = 2.0
 
@@ -93,63 +117,11 @@ def lock_file(fd: int, path: str, timeout: float = LOCK_TIMEOUT) -> None:
             raise StorageError(f"cannot lock {path}: {exc}") from exc
 
 
-def _pread_all(fd: int, size: int, offset: int) -> bytes:
-    chunks = []
-    while size > 0:
-        chunk = os.pread(fd, size, offset)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size -= len(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
-
-
-def last_newline_end(fd: int, size: int) -> int:
-    """Offset just past the last ``\\n`` at or before ``size`` (0 if there is none)."""
-    end = size
-    while end > 0:
-        start = max(0, end - _TAIL_CHUNK)
-        chunk = os.pread(fd, end - start, start)
-        pos = chunk.rfind(b"\n")
-        if pos >= 0:
-            return start + pos + 1
-        end = start
-    return 0
-
-
-def line_before(fd: int, end: int) -> bytes | None:
-    """The complete line that ends at offset ``end`` (which follows a ``\\n``)."""
-    if end <= 0:
-        return None
-    start = end - 1
-    while start > 0:
-        lo = max(0, start - _TAIL_CHUNK)
-        chunk = os.pread(fd, start - lo, lo)
-        pos = chunk.rfind(b"\n")
-        if pos >= 0:
-            start = lo + pos + 1
-            break
-        start = lo
-    return _pread_all(fd, end - start, start)
-
-
-def counter_of(line: bytes, key: str, path: str) -> int:
-    """The integer ``key`` of one JSON line of ``path``; StorageError if it has none."""
-    try:
-        value = _decode(line)[key]
-    except (msgspec.DecodeError, KeyError, TypeError) as exc:
-        raise StorageError(f"{path}: a line has no valid {key!r} ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise StorageError(f"{path}: a line has {key!r} = {value!r}, not an integer")
-    return value
-
-
 def decode_line(line: bytes, path: str) -> dict[str, Any]:
     """One JSON-object line of ``path``; StorageError if it is not one."""
     try:
         value = _decode(line)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise StorageError(f"{path}: a line is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise StorageError(f"{path}: a line is not a JSON object")
@@ -159,47 +131,118 @@ def decode_line(line: bytes, path: str) -> dict[str, Any]:
 class LockedAppender:
     """Appends batches to one JSON-lines file, safely across threads and processes."""
 
-    def __init__(self, path: str, counter_key: str | None, scan_batch_ids: bool = True) -> None:
+    __slots__ = (
+        "__weakref__",
+        "_appends",
+        "_close_error",
+        "_fd",
+        "_known_size",
+        "_lock",
+        "_next",
+        "_synced",
+        "_window",
+        "counter_key",
+        "path",
+        "pool",
+        "scan_batch_ids",
+        "time_key",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        counter_key: str | None,
+        scan_batch_ids: bool = True,
+        pool: FilePool | None = None,
+        time_key: str | None = None,
+    ) -> None:
         """``scan_batch_ids=False`` remembers only the batch ids this object wrote (enough
-        for a writer that resends its own batches); True also learns the ids already in
-        the file, so batches resent from elsewhere (a client after a server restart) are
-        recognised."""
+        for a writer that resends its own batches); True also learns the ids in the file
+        (batches resent from elsewhere, a client after a server restart), reading back
+        only the window's part of it (see ``batch_window``). ``pool`` (default: the
+        process's) bounds how many appenders keep their file open. A line without a
+        non-negative integer ``counter_key`` (or, in a file without counters, a number
+        ``time_key``) is damaged."""
         self.path = path
         self.counter_key = counter_key
+        self.time_key = time_key
         self.scan_batch_ids = scan_batch_ids
+        self.pool = pool if pool is not None else shared_pool()
         self._fd: int | None = None
         self._lock = threading.Lock()
         self._known_size = -1
         self._next = 0
-        self._batches: dict[str, int] = {}
-        self._scanned = 0
+        self._window: BatchWindow | None = None  # made at the first append, dropped with the file
+        self._appends = 0  # appends made through this object
+        self._synced = 0  # how many of them an fsync made durable
+        self._close_error: StorageError | None = None  # from a close by the pool, reported at fsync/close
 
     def _open(self) -> int:
         if self._fd is None:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            self._known_size = -1
+            self._fd = open_file(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC)
+            self.pool.opened(self)
+        else:
+            self.pool.used(self)
         return self._fd
 
+    def evict(self) -> int | None:
+        """Close the file and forget the batch-id window (the pool needs room), unless an
+        append holds this appender: the number of ids dropped, or None when busy.
+
+        What was appended stays owed an fsync: :meth:`fsync` reopens the file for it. An
+        error the close reports is raised by the next :meth:`fsync` or :meth:`close`.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            held = len(self._window) if self._window is not None else 0
+            self._window = None
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError as exc:
+                    self._close_error = StorageError(f"closing {self.path} reported an error: {exc}")
+            return held
+        finally:
+            self._lock.release()
+
     def fsync(self) -> None:
-        """Make everything appended so far durable; StorageError if the disk says no.
+        """Make everything appended so far durable; StorageError if the disk says no (or
+        said so when the pool closed the file). Nothing to do when nothing was appended
+        since the last fsync.
 
         The fsync runs on a duplicate of the descriptor, outside the append lock: it can
-        take a long time (seconds on a busy disk) and appends must not wait for it.
+        take a long time (seconds on a busy disk) and appends must not wait for it. A file
+        the pool closed meanwhile is reopened for it: an fsync flushes the file's data
+        whichever descriptor asks, and Linux reports a write-back error not yet reported
+        to the next fsync of the file, through any descriptor.
         """
         with self._lock:
-            if self._fd is None:
+            error, self._close_error = self._close_error, None
+            appends = self._appends
+            if appends == self._synced and error is None:
                 return
-            try:
-                fd = os.dup(self._fd)
-            except OSError as exc:
-                raise StorageError(f"cannot fsync {self.path}: {exc}") from exc
+            fd = None
+            if self._fd is not None:
+                try:
+                    fd = os.dup(self._fd)
+                except OSError as exc:
+                    raise StorageError(f"cannot fsync {self.path}: {exc}") from exc
         try:
+            if fd is None:
+                fd = open_file(self.path, os.O_RDONLY | os.O_CLOEXEC)
             os.fsync(fd)
         except OSError as exc:
             raise StorageError(f"cannot fsync {self.path}: {exc}") from exc
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
+        with self._lock:
+            self._synced = max(self._synced, appends)
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         """Close the file; gives up (leaving it open) if an append is stuck holding it.
@@ -210,13 +253,20 @@ class LockedAppender:
         if not self._lock.acquire(timeout=0.5):
             return
         try:
+            error, self._close_error = self._close_error, None
+            self._window = None
             fd, self._fd = self._fd, None
             if fd is not None:
-                os.close(fd)
-        except OSError as exc:
-            raise StorageError(f"cannot close {self.path}: {exc}") from exc
+                try:
+                    os.close(fd)
+                except OSError as exc:
+                    error = StorageError(f"cannot close {self.path}: {exc}")
+                    error.__cause__ = exc
         finally:
             self._lock.release()
+        self.pool.closed(self)
+        if error is not None:
+            raise error
 
     def append(self, encode: Callable[[int], bytes], count: int, batch_id: str | None = None) -> AppendResult:
         """Append the ``count`` records that ``encode(first_counter)`` returns as bytes.
@@ -224,10 +274,10 @@ class LockedAppender:
         ``encode`` gets the next free counter and runs under the file lock. The result's
         ``first`` is that counter (None for a file without counters). With a
         ``batch_id`` (which ``encode`` must write into the batch's first line), a batch
-        already in the file is not written again: the result is ``duplicate`` and
-        carries the first counter the batch got then. Raises StorageError for any
-        failure of the file (nothing of the batch is left in it), and whatever
-        ``encode`` raises.
+        still in the window (``batch_window``) is not written again: the result is
+        ``duplicate`` and carries the first counter the batch got then. Raises
+        StorageError for any failure of the file (nothing of the batch is left in it),
+        and whatever ``encode`` raises.
         """
         no_wait = getattr(_waiting, "no", False)
         if not self._lock.acquire(blocking=not no_wait):
@@ -255,51 +305,40 @@ class LockedAppender:
     ) -> AppendResult:
         size = os.fstat(fd).st_size
         if size != self._known_size:
-            size = self._repair_tail(fd, size)
+            size = self._set_aside_damaged(fd, self._repair_tail(fd, size))
             self._next = self._counter_after(fd, size)
-            self._scanned = min(self._scanned, size)
+            self._known_size = size
         has_counter = self.counter_key is not None
-        if batch_id is not None:
-            if self._scanned < size and self.scan_batch_ids:
-                self._scan_batches(fd, size)
-            done = self._batches.get(batch_id)
-            if done is not None:
-                return AppendResult(done if has_counter else None, count, True)
-        first = self._next
-        data = encode(first)
-        self._write_all(fd, data, size)
-        self._known_size = size + len(data)
-        if has_counter:
-            self._next = first + count
-        if batch_id is not None:
-            self._batches[batch_id] = first
-            if self._scanned == size:
-                self._scanned = self._known_size
-        return AppendResult(first if has_counter else None, count, False)
-
-    def _scan_batches(self, fd: int, size: int) -> None:
-        """Learn the batch ids written since the last scan (by us or other processes)."""
-        start = self._scanned
-        if start > 0:
-            start = last_newline_end(fd, start)
-        pos = start
-        carry = b""
-        while pos < size:
-            chunk = carry + os.pread(fd, min(1 << 22, size - pos), pos)
-            pos += len(chunk) - len(carry)
-            cut = chunk.rfind(b"\n") + 1
-            # Find the few lines carrying a batch id with a byte search, then read each
-            # one with the anchored pattern (a per-line regex would cost ~0.4 µs a line).
-            at = chunk.find(b'batchId":"', 0, cut)
-            while at >= 0:
-                line_start = chunk.rfind(b"\n", 0, at) + 1
-                match = _BATCH_ID.match(chunk, line_start, cut)
-                if match:
-                    self._batches[match.group(2).decode()] = int(match.group(1) or 0)
-                next_line = chunk.find(b"\n", at, cut)
-                at = chunk.find(b'batchId":"', next_line, cut) if next_line >= 0 else -1
-            carry = chunk[cut:]
-        self._scanned = size
+        window = self._window
+        if window is None:
+            window = self._window = BatchWindow()
+        held = len(window)
+        try:
+            if batch_id is not None:
+                if window.end != size:
+                    if self.scan_batch_ids:
+                        window.catch_up(fd, size)
+                    else:
+                        window.skip_to(size)
+                done = window.find(batch_id)
+                if done is not None:
+                    return AppendResult(done if has_counter else None, count, True)
+            first = self._next
+            data = encode(first)
+            self._write_all(fd, data, size)
+            end = size + len(data)
+            self._known_size = end
+            self._appends += 1
+            if has_counter:
+                self._next = first + count
+            if batch_id is not None:
+                window.add(size, batch_id, first, end)
+            elif window.end == size:
+                window.end = end
+            return AppendResult(first if has_counter else None, count, False)
+        finally:
+            if len(window) != held:
+                self.pool.holds(self, len(window))
 
     def _write_all(self, fd: int, data: bytes, size: int) -> None:
         view = memoryview(data)
@@ -326,7 +365,7 @@ class LockedAppender:
         good = last_newline_end(fd, size)
         if good == size:
             return size
-        torn = _pread_all(fd, size - good, good)
+        torn = pread_all(fd, size - good, good)
         side = self.path + ".torn"
         try:
             with open(side, "ab") as out:
@@ -351,223 +390,45 @@ class LockedAppender:
         )
         return good
 
+    def _set_aside_damaged(self, fd: int, size: int) -> int:
+        """Move the damaged complete lines at the end of the file to ``<file>.damaged``
+        (so that counters continue after the last valid one); the size without them.
+
+        Like a torn tail: cut off only once copied; StorageError if that cannot be done.
+        """
+        start, count = size, 0
+        for line_start, line in lines_backward(fd, size):
+            if is_valid(line, self.counter_key, self.time_key):
+                break
+            start, count = line_start, count + 1
+        if not count:
+            return size
+        side = self.path + ".damaged"
+        try:
+            with open(side, "ab") as out:
+                pos = start
+                while pos < size:
+                    chunk = pread_all(fd, min(1 << 22, size - pos), pos)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    pos += len(chunk)
+        except OSError as exc:
+            raise StorageError(
+                f"{self.path} ends in {count} damaged line(s) that cannot be set aside in {side}: {exc}; "
+                "the file is left as it is"
+            ) from exc
+        try:
+            os.ftruncate(fd, start)
+        except OSError as exc:
+            raise StorageError(
+                f"{self.path} ends in {count} damaged line(s): copied them to {side} but cannot cut them off: {exc}"
+            ) from exc
+        warn_damaged(self.path, count, f"moved to {side}:")
+        return start
+
     def _counter_after(self, fd: int, size: int) -> int:
         if self.counter_key is None or size == 0:
             return 0
         line = line_before(fd, size)
-        if line is None:
-            return 0
-        return counter_of(line, self.counter_key, self.path) + 1
-
-
-def _reading(method: F) -> F:
-    """Turn an OSError of a read into StorageError naming the file."""
-
-    @functools.wraps(method)
-    def wrapper(self: LineReader, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except MLDashError:
-            raise
-        except OSError as exc:
-            raise StorageError(f"cannot read {self.path}: {exc}") from exc
-
-    return cast(F, wrapper)
-
-
-def open_lines(path: str) -> LineReader | None:
-    """A reader of ``path``, or None when there is no such file (or a file sits where
-    one of its folders would be: then it cannot exist either). StorageError for any
-    other failure."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        raise StorageError(f"cannot read {path}: {exc}") from exc
-    try:
-        return LineReader(path, fd)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-class LineReader:
-    """Reads complete lines of a JSON-lines file (never a torn tail).
-
-    Every read raises StorageError naming the file when the disk fails; open one with
-    :func:`open_lines` and use it as a context manager (which closes it).
-    """
-
-    @_reading
-    def __init__(self, path: str, fd: int) -> None:
-        self.path = path
-        self.fd = fd
-        size = os.fstat(self.fd).st_size
-        self.end = last_newline_end(self.fd, size)
-
-    def __enter__(self) -> LineReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)  # a read-only descriptor: closing it reports nothing
-
-    def counter(self, line: bytes, key: str) -> int:
-        """The integer ``key`` of ``line``; StorageError if the line has none."""
-        return counter_of(line, key, self.path)
-
-    @_reading
-    def first_line(self) -> bytes | None:
-        if self.end == 0:
-            return None
-        chunk = os.pread(self.fd, min(self.end, _TAIL_CHUNK), 0)
-        pos = chunk.find(b"\n")
-        while pos < 0:
-            chunk = _pread_all(self.fd, min(self.end, len(chunk) * 2), 0)
-            pos = chunk.find(b"\n")
-        return chunk[:pos]
-
-    @_reading
-    def last_line(self) -> bytes | None:
-        return line_before(self.fd, self.end)
-
-    def _line_at_or_after(self, offset: int) -> tuple[int, bytes] | None:
-        """The first line that starts at or after ``offset``: (start, line)."""
-        if offset > 0:
-            probe = offset - 1
-            while True:
-                chunk = os.pread(self.fd, 4096, probe)
-                if not chunk:
-                    return None
-                pos = chunk.find(b"\n")
-                if pos >= 0:
-                    offset = probe + pos + 1
-                    break
-                probe += len(chunk)
-        if offset >= self.end:
-            return None
-        chunk = os.pread(self.fd, 4096, offset)
-        pos = chunk.find(b"\n")
-        while pos < 0:
-            chunk = _pread_all(self.fd, len(chunk) * 2, offset)
-            pos = chunk.find(b"\n")
-        return offset, chunk[:pos]
-
-    @_reading
-    def bisect(self, key: str, target: int) -> int:
-        """Offset of the first line whose integer ``key`` is >= ``target``.
-
-        Assumes the key increases along the file (true for counters assigned under
-        the append lock). Costs O(log n) reads, independent of ``target``.
-        """
-        lo, hi = 0, self.end
-        while hi - lo > 8192:
-            mid = (lo + hi) // 2
-            found = self._line_at_or_after(mid)
-            if found is None:
-                hi = mid
-                continue
-            start, line = found
-            if start >= hi:
-                hi = mid
-                continue
-            if self.counter(line, key) < target:
-                lo = start + len(line) + 1
-            else:
-                hi = start
-        # Linear scan of the last small window.
-        offset = lo
-        while offset < self.end:
-            found = self._line_at_or_after(offset)
-            if found is None:
-                return self.end
-            start, line = found
-            if self.counter(line, key) >= target:
-                return start
-            offset = start + len(line) + 1
-        return self.end
-
-    @_reading
-    def read_block(self, offset: int, max_lines: int) -> bytes:
-        """Up to ``max_lines`` complete lines from ``offset``, as one bytes block."""
-        if max_lines <= 0 or offset >= self.end:
-            return b""
-        parts: list[bytes] = []
-        lines = 0
-        chunk_size = 1 << 16
-        pos = offset
-        while pos < self.end and lines < max_lines:
-            chunk = os.pread(self.fd, min(chunk_size, self.end - pos), pos)
-            if not chunk:
-                break
-            parts.append(chunk)
-            lines += chunk.count(b"\n")
-            pos += len(chunk)
-            chunk_size = min(chunk_size * 2, 1 << 24)
-        block = b"".join(parts)
-        if not block.endswith(b"\n"):
-            block = block[: block.rfind(b"\n") + 1]
-            lines = block.count(b"\n")
-        extra = lines - max_lines
-        if extra > 0:
-            cut = len(block)
-            for _ in range(extra):
-                cut = block.rfind(b"\n", 0, cut - 1) + 1
-            block = block[:cut]
-        return block
-
-    @_reading
-    def read_rest(self, offset: int) -> bytes:
-        """Every complete line from ``offset`` to the end, in one read."""
-        return _pread_all(self.fd, self.end - offset, offset) if offset < self.end else b""
-
-    def iter_blocks(self, block_size: int = 1 << 22) -> Iterator[bytes]:
-        """The whole file in blocks of complete lines."""
-        try:
-            yield from self._blocks(block_size)
-        except OSError as exc:
-            raise StorageError(f"cannot read {self.path}: {exc}") from exc
-
-    def _blocks(self, block_size: int) -> Iterator[bytes]:
-        pos = 0
-        carry = b""
-        while pos < self.end:
-            chunk = os.pread(self.fd, min(block_size, self.end - pos), pos)
-            if not chunk:
-                break
-            pos += len(chunk)
-            data = carry + chunk
-            cut = data.rfind(b"\n") + 1
-            carry = data[cut:]
-            if cut:
-                yield data[:cut]
-
-
-def decode_block(block: bytes, path: str = "") -> list[Any]:
-    """Decode a block of JSON lines into a list, in one call where possible."""
-    if not block:
-        return []
-    enabled = gc.isenabled()
-    gc.disable()  # millions of fresh containers would trigger needless collections
-    out: list[Any] = []
-    try:
-        try:
-            out = _decode_lines(block)
-        except msgspec.DecodeError:
-            for number, line in enumerate(block.split(b"\n")[:-1]):
-                try:
-                    out.append(_decode(line))
-                except msgspec.DecodeError:
-                    warnings.warn(
-                        f"ml-dash: skipping unreadable line {number} of a block in {path}", RuntimeWarning, stacklevel=2
-                    )
-        return out
-    finally:
-        if enabled:
-            if len(out) >= _PROMOTE_AFTER:
-                # A big read result is long-lived: hand it to the oldest generation at
-                # once (freeze + unfreeze splices lists, O(1)) instead of letting the next
-                # young collection walk a million fresh dicts only to promote them.
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
+        return 0 if line is None else counter_of(line, self.counter_key, self.path) + 1

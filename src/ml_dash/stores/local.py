@@ -14,11 +14,12 @@ Layout (see docs/storage-format.md)::
         tracks/<topic>/metadata.json   columns, count, first/last timestamps
 
 Every append goes through a :class:`LockedAppender` (``jsonl``: locked appends,
-torn-tail repair, bisection; ``codec``: the lines), so several threads and processes
-may write one experiment at once. ``local_docs`` reads and replaces the whole-file
-JSON documents. The counters in ``metadata.json`` are a cache derived from
-``data.jsonl``: the store remembers which streams it appended to and rewrites their
-files at ``sync`` and ``close``.
+torn-tail and damaged-tail repair, bisection; ``codec``: the lines), so several threads
+and processes may write one experiment at once. At most ``fdpool``'s bound of data files
+is open at a time, and batch ids are remembered in bounded windows (``batch_window``).
+``local_docs`` reads and replaces the whole-file JSON documents. The counters in
+``metadata.json`` are a cache derived from ``data.jsonl``: the store remembers which
+streams it appended to and rewrites their files at ``sync`` and ``close``.
 
 Errors are translated here, at the store's edge: a name whose path runs into a file
 or folder already in the store is an ``InvalidNameError`` naming it, any other
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import math
 import os
 import re
 import threading
@@ -38,6 +38,8 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
+
+import msgspec
 
 from ..errors import InvalidNameError, InvalidValueError, MLDashError, NotFoundError, StorageError
 from ..names import parse_prefix
@@ -53,12 +55,15 @@ from ..records import (
     MetricStats,
     ParamsDoc,
     StreamDescription,
-    merge_track_entries,
 )
-from . import claims, codec
+from ..series import Series
+from ..summaries import FieldStats, RunSummary
+from . import claims, codec, line_index, local_reads, log_index, track_pages
 from . import local_claims as owners
 from . import local_docs as docs
-from .jsonl import LockedAppender, decode_block, decode_line, lock_file, open_lines
+from .fdpool import FilePool, shared_pool
+from .jsonl import Edge, LockedAppender, decode_block, lock_file, open_lines
+from .lines import count_lines, warn_damaged
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DATA = "data.jsonl"
@@ -79,12 +84,17 @@ def _guarded(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: LocalStore, *args: Any, **kwargs: Any) -> Any:
+        # A read-only store (ml_dash.open) keeps no derived index on disk.
+        token = line_index.KEEP_INDEXES.set(False) if self.read_only else None
         try:
             return method(self, *args, **kwargs)
         except MLDashError:
             raise
         except OSError as exc:
             raise self._failure(exc) from exc
+        finally:
+            if token is not None:
+                line_index.KEEP_INDEXES.reset(token)
 
     return cast(F, wrapper)
 
@@ -98,11 +108,20 @@ class LocalStore:
     """
 
     def __init__(
-        self, root: str | os.PathLike[str] = ".dash", scan_batch_ids: bool = True, process_claims: bool = False
+        self,
+        root: str | os.PathLike[str] = ".dash",
+        scan_batch_ids: bool = True,
+        process_claims: bool = False,
+        max_open_files: int | None = None,
     ) -> None:
         """A store over the folder ``root``. With ``scan_batch_ids`` (the server's
         setting) a resent batch is recognised even when another process wrote it; the
-        SDK turns it off: its writer only ever resends its own batches.
+        SDK turns it off: its writer only ever resends its own batches. Either way only
+        a bounded window of recent batch ids is kept (``batch_window``).
+
+        At most ``max_open_files`` data files stay open (the least recently used are
+        closed and reopened when needed); by default the process's pool, a quarter of
+        its descriptor limit (``fdpool``).
 
         With ``process_claims`` (the SDK's own claims in local mode) a claim made through
         this store lives exactly as long as this process (or until released or closed),
@@ -110,6 +129,7 @@ class LocalStore:
         self.root = os.path.abspath(os.fspath(root))
         self.scan_batch_ids = scan_batch_ids
         self._claims = owners.FolderClaims(process_claims)
+        self._pool = FilePool(max_open_files) if max_open_files is not None else shared_pool()
         self._appenders: dict[_Stream, LockedAppender] = {}  # logs: (prefix, "logs", "")
         self._lock = threading.Lock()
         # Streams appended to since their metadata.json was last refreshed.
@@ -164,7 +184,9 @@ class LocalStore:
             with self._lock:
                 appender = self._appenders.get(stream)
                 if appender is None:
-                    appender = self._appenders[stream] = LockedAppender(path, counter_key, self.scan_batch_ids)
+                    time_key = "timestamp" if kind == "tracks" else None
+                    appender = LockedAppender(path, counter_key, self.scan_batch_ids, self._pool, time_key)
+                    self._appenders[stream] = appender
         return appender
 
     @contextmanager
@@ -360,14 +382,23 @@ class LocalStore:
         self._write_stream_metadata(prefix, "metrics", name, description)
 
     def _decode_metric_block(self, block: bytes, path: str) -> list[dict[str, Any]]:
+        """The points of a block of lines (batch ids dropped, non-finite floats restored);
+        damaged lines are left out with a warning."""
         lines = decode_block(block, path)
+        if not lines:
+            return lines
+        first, last = lines[0].get("index"), lines[-1].get("index")
+        if type(first) is not int or type(last) is not int or last - first != len(lines) - 1:
+            return _checked_points(lines, path)  # not one gapless run: look at each line
         if b'"nonFinite"' in block:
-            for line in lines:
-                codec.restore_metric(line)
-        elif lines:
+            try:
+                for line in lines:
+                    codec.restore_metric(line)
+            except (AttributeError, TypeError, ValueError):
+                return _checked_points(lines, path)
+        else:
             # Batch ids sit on one line per batch: find those few lines (a byte search,
             # not a per-line regex) and pop the id where it is.
-            first = lines[0]["index"]
             at = block.find(_BATCH_MARK)
             while at >= 0:
                 start = block.rfind(b"\n", 0, at) + 1
@@ -388,32 +419,35 @@ class LocalStore:
         if reader is None:
             return MetricPage(data=[], startIndex=start_index, endIndex=start_index - 1, total=0, hasMore=False)
         with reader:
-            last = reader.last_line()
-            total = reader.counter(last, "index") + 1 if last else 0
+            total = reader.next_counter("index")
             offset = reader.bisect("index", start_index) if start_index > 0 else 0
             to_end = start_index + limit >= total
             block = reader.read_rest(offset) if to_end else reader.read_block(offset, limit)
-        data = self._decode_metric_block(block, path)
+            data = self._decode_metric_block(block, path)
+            while len(data) < limit and not to_end and block:  # damaged lines took room: read on
+                offset += len(block)
+                block = reader.read_block(offset, limit - len(data))
+                data.extend(self._decode_metric_block(block, path))
         end = data[-1]["index"] if data else start_index - 1
         return MetricPage(data=data, startIndex=start_index, endIndex=end, total=total, hasMore=end + 1 < total)
 
     @_guarded
     def metric_stats(self, prefix: str, name: str) -> MetricStats:
+        """Count and time span from the first and last valid lines only (and only their
+        counter and time are decoded: a huge point costs no memory). ``damaged`` counts
+        the lines set aside in ``data.jsonl.damaged`` and those at either end of
+        ``data.jsonl`` (which warn)."""
         path = self._stream_file(prefix, "metrics", name)
+        set_aside = count_lines(path + ".damaged")
         reader = open_lines(path)
         if reader is None:
-            return MetricStats(name=name, totalDataPoints=0, firstDataAt=None, lastDataAt=None)
+            return _metric_stats(name, Edge(None, -1, 0), Edge(None, -1, 0), set_aside)
         with reader:
-            first, last = reader.first_line(), reader.last_line()
-            if not first or not last:
-                return MetricStats(name=name, totalDataPoints=0, firstDataAt=None, lastDataAt=None)
-            total = reader.counter(last, "index") + 1
-        return MetricStats(
-            name=name,
-            totalDataPoints=total,
-            firstDataAt=_point_time(decode_line(first, path)),
-            lastDataAt=_point_time(decode_line(last, path)),
-        )
+            last = reader.last_valid("index")
+            first = reader.first_valid("index") if last.line is not None else Edge(None, -1, 0)
+        if first.skipped + last.skipped:
+            warn_damaged(path, first.skipped + last.skipped)
+        return _metric_stats(name, first, last, set_aside)
 
     def _stream_names(self, prefix: str, kind: str) -> list[str]:
         base = os.path.join(self.experiment_dir(prefix), kind)
@@ -444,53 +478,24 @@ class LocalStore:
 
     @_guarded
     def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
+        """Log lines matching the filters, paged. Unfiltered pages are a bisection of
+        ``logs.jsonl``; filtered ones go through the index in ``logs/.ml-dash/`` (built
+        and extended here, see ``log_index``): either way only the page's lines are read,
+        except for a text ``search``, which reads the messages the other filters leave."""
         offset = int(query.get("offset", 0))
         limit = int(query.get("limit", 100))
         if offset < 0 or limit < 0:
             raise InvalidValueError(f"offset and limit must be >= 0, got {offset} and {limit}")
-        levels = {lv for lv in query.get("levels") or ()}
-        start, end = query.get("start_time"), query.get("end_time")
-        search = (query.get("search") or "").lower()
-        descending = bool(query.get("descending", False))
         path = self._logs_file(prefix)
         reader = open_lines(path)
         if reader is None:
             return LogPage(logs=[], total=0, offset=offset, limit=limit, hasMore=False)
-        filtered = bool(levels or start is not None or end is not None or search)
         with reader:
-            if not filtered and not descending:
-                last = reader.last_line()
-                total = reader.counter(last, "sequenceNumber") + 1 if last else 0
-                block = reader.read_block(reader.bisect("sequenceNumber", offset) if offset else 0, limit)
-                logs = [self._log_out(line) for line in decode_block(block, path)]
-                return LogPage(logs=logs, total=total, offset=offset, limit=limit, hasMore=offset + len(logs) < total)
-            matches = []
-            for block in reader.iter_blocks():
-                for line in decode_block(block, path):
-                    ts = line.get("ts")
-                    if ts is None:
-                        ts = codec.parse_iso(line.get("timestamp")) or 0.0
-                    if levels and line.get("level") not in levels:
-                        continue
-                    if start is not None and ts < start:
-                        continue
-                    if end is not None and ts > end:
-                        continue
-                    if search and search not in str(line.get("message", "")).lower():
-                        continue
-                    matches.append(line)
-        if descending:
-            matches.reverse()
-        page = [self._log_out(line) for line in matches[offset : offset + limit]]
-        total = len(matches)
-        return LogPage(logs=page, total=total, offset=offset, limit=limit, hasMore=offset + len(page) < total)
+            return log_index.query(reader, path, query, offset, limit)
 
     @staticmethod
     def _log_out(line: dict[str, Any]) -> dict[str, Any]:
-        codec.restore_log(line)
-        if "ts" not in line:
-            line["ts"] = codec.parse_iso(line.get("timestamp"))
-        return line
+        return log_index.log_out(line)
 
     # -- tracks ------------------------------------------------------------------------
 
@@ -511,20 +516,14 @@ class LocalStore:
 
     def _track_lines(self, prefix: str, topic: str) -> list[dict[str, Any]]:
         """Every line of the topic in time order, lines of one time in append order
-        (non-finite floats restored, batch ids dropped)."""
+        (non-finite floats restored, batch ids dropped): the whole file, read without
+        the index."""
         path = self._stream_file(prefix, "tracks", topic)
         reader = open_lines(path)
         if reader is None:
             return []
-        out: list[dict[str, Any]] = []
         with reader:
-            for block in reader.iter_blocks():
-                lines = decode_block(block, path)
-                if b'"_nonFinite"' in block or b'"_batchId"' in block:
-                    lines = [codec.restore_track(line) for line in lines]
-                out.extend(lines)
-        out.sort(key=lambda e: e.get("timestamp", 0.0))  # stable: appends keep their order
-        return out
+            return track_pages.all_lines(reader, path)
 
     @_guarded
     def read_tracks(
@@ -534,25 +533,21 @@ class LocalStore:
         start_timestamp: float | None = None,
         end_timestamp: float | None = None,
         columns: list[str] | None = None,
+        limit: int | None = None,
+        after: float | None = None,
     ) -> list[dict[str, Any]]:
-        lines = self._track_lines(prefix, topic)
-        lo = -math.inf if start_timestamp is None else start_timestamp
-        hi = math.inf if end_timestamp is None else end_timestamp
-        return merge_track_entries((e for e in lines if lo <= e.get("timestamp", 0.0) <= hi), columns)
+        """Merged entries in time order through the topic's index in
+        ``tracks/<topic>/.ml-dash/`` (see ``track_pages``): only the page's lines are read."""
+        if limit is not None and limit < 0:
+            raise InvalidValueError(f"limit must be >= 0, got {limit}")
+        path = self._stream_file(prefix, "tracks", topic)
+        return track_pages.read(path, start_timestamp, end_timestamp, columns, limit, after)
 
     def _track_summary(self, prefix: str, topic: str, with_columns: bool = False) -> dict[str, Any]:
-        """Entry count and time span of a topic (and, asked for, every field name in it)."""
-        lines = self._track_lines(prefix, topic)
-        summary: dict[str, Any] = {"topic": topic}
-        if with_columns:
-            summary["columns"] = sorted({key for line in lines for key in line})
-        entries = merge_track_entries(lines)
-        summary.update(
-            totalEntries=len(entries),
-            firstTimestamp=entries[0]["timestamp"] if entries else None,
-            lastTimestamp=entries[-1]["timestamp"] if entries else None,
-        )
-        return summary
+        """Entry count and time span of a topic (and, asked for, every field name in it),
+        from the summary its index keeps (no read of the data beyond new lines)."""
+        path = self._stream_file(prefix, "tracks", topic)
+        return {"topic": topic, **track_pages.summary(path, with_columns)}
 
     @_guarded
     def list_tracks(self, prefix: str) -> list[dict[str, Any]]:
@@ -601,7 +596,7 @@ class LocalStore:
         for stream in streams:
             try:
                 self._write_stream_metadata(*stream)
-            except (MLDashError, OSError) as exc:
+            except Exception as exc:  # a cache: whatever goes wrong must not reach a flush
                 self._mark_stale(stream)
                 kind, name = stream[1], stream[2]
                 warnings.warn(
@@ -655,6 +650,34 @@ class LocalStore:
         if failures:
             raise failures[0]
 
+    # -- chart and table reads (``local_reads``) -------------------------------------------
+
+    read_only = False  # ml_dash.open sets it: derived indexes then stay in memory
+
+    def _series_indexes(self) -> local_reads.SeriesIndexes:
+        indexes: local_reads.SeriesIndexes | None = self.__dict__.get("_indexes")
+        if indexes is None:
+            with self._lock:
+                indexes = self.__dict__.setdefault("_indexes", local_reads.SeriesIndexes(not self.read_only))
+        assert indexes is not None
+        return indexes
+
+    @_guarded
+    def metric_series(self, prefix: str, name: str, y: str, x: str = "index", x0: float | None = None,
+                      x1: float | None = None, width: int = 1000) -> Series:
+        """The M4 series of field ``y`` of one stream against ``x`` (see ``ml_dash.series``)."""
+        return local_reads.metric_series(self, self._series_indexes(), prefix, name, y, x, x0, x1, width)
+
+    @_guarded
+    def metric_fields(self, prefix: str, name: str) -> dict[str, FieldStats]:
+        """Count, first, last, min and max of every numeric field of one stream."""
+        return local_reads.field_stats(self, self._series_indexes(), prefix, name)
+
+    @_guarded
+    def run_summaries(self, owner: str | None = None, project: str | None = None) -> list[RunSummary]:
+        """One summary (info, params, metric field stats) per experiment under ``owner``/``project``."""
+        return local_reads.run_summaries(self, self._series_indexes(), owner, project)
+
 
 def _warn_unlistable(exc: OSError) -> None:
     """``os.walk``'s error hook: a folder that does not exist is empty; others warn."""
@@ -662,8 +685,56 @@ def _warn_unlistable(exc: OSError) -> None:
         warnings.warn(f"ml-dash: cannot list {exc.filename}: {exc.strerror}", RuntimeWarning, stacklevel=2)
 
 
-def _point_time(doc: dict[str, Any]) -> float | None:
-    data = doc.get("data")
-    if isinstance(data, dict) and isinstance(data.get("_ts"), int | float):
-        return float(data["_ts"])
-    return codec.parse_iso(doc.get("createdAt"))
+class _PointTimes(msgspec.Struct):
+    ts: Any = msgspec.field(default=None, name="_ts")
+
+
+class _PointHead(msgspec.Struct, rename="camel"):
+    data: _PointTimes | None = None
+    created_at: Any = None
+
+
+_decode_head = msgspec.json.Decoder(_PointHead).decode
+
+
+def _point_time(line: bytes | None) -> float | None:
+    """``data._ts`` (else ``createdAt``) of a metric line, decoding nothing else of it."""
+    if line is None:
+        return None
+    try:
+        head = _decode_head(line)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    ts = head.data.ts if head.data is not None else None
+    if isinstance(ts, int | float) and not isinstance(ts, bool):
+        return float(ts)
+    return codec.parse_iso(head.created_at)
+
+
+def _metric_stats(name: str, first: Edge, last: Edge, set_aside: int) -> MetricStats:
+    stats = MetricStats(
+        name=name,
+        totalDataPoints=last.counter + 1,
+        firstDataAt=_point_time(first.line),
+        lastDataAt=_point_time(last.line),
+    )
+    damaged = set_aside + first.skipped + last.skipped
+    if damaged:
+        stats["damaged"] = damaged
+    return stats
+
+
+def _checked_points(lines: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    """The lines that are points (a non-negative integer ``index``; ``data`` and
+    ``nonFinite`` objects when present), restored; the others are damaged: a warning."""
+    points = []
+    for line in lines:
+        index = line.get("index")
+        if type(index) is not int or index < 0:
+            continue
+        if not isinstance(line.get("data", {}), dict) or not isinstance(line.get(codec.NONFINITE_KEY, {}), dict):
+            continue
+        points.append(codec.restore_metric(line))
+    if len(points) < len(lines):
+        warn_damaged(path, len(lines) - len(points))
+    return points

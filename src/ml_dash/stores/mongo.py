@@ -7,7 +7,7 @@ can share them. Collections (one database):
 experiments         one document per prefix (``_id`` = prefix); changed by compare-and-swap on ``rev``
 claims              one per claimed experiment: live holders, last heartbeat, resume history (CAS on ``rev``)
 params              one document per experiment; the flat params as a blob, ``version`` as the CAS field
-logs                one document per record; indexes (exp, seq) unique, (exp, ts), (exp, level, ts)
+logs                one per record; indexes (exp, seq) unique, (exp, ts), (exp, level, ts), (exp, level, seq)
 tracks              one document per entry; index (exp, topic, timestamp, o), ``o`` = append order
 counters            log sequence and track order counters (``find_one_and_update`` + ``$inc``)
 batches             applied batch ids (``_id`` unique): a resent batch is not stored twice
@@ -53,7 +53,9 @@ from ..records import (
     StreamDescription,
     merge_track_entries,
 )
-from . import claims
+from ..series import Series
+from ..summaries import FieldStats, RunSummary
+from . import claims, generic_reads
 from . import mongo_docs as docs
 from .mongo_batches import BatchLedger
 from .mongo_metrics import MetricTier, stream_id
@@ -162,6 +164,8 @@ class MongoStore:
         self.logs.create_index([("exp", 1), ("seq", 1)], unique=True)
         self.logs.create_index([("exp", 1), ("ts", 1)])
         self.logs.create_index([("exp", 1), ("level", 1), ("ts", 1)])
+        # A level filter paged by sequence (either way): an index scan per level, merged in order.
+        self.logs.create_index([("exp", 1), ("level", 1), ("seq", 1)])
         self.tracks.create_index([("exp", 1), ("topic", 1), ("timestamp", 1), ("o", 1)])
         self.counters.create_index([("kind", 1), ("exp", 1)])
         self.metric_tier.create_indexes()
@@ -437,17 +441,48 @@ class MongoStore:
         start_timestamp: float | None = None,
         end_timestamp: float | None = None,
         columns: list[str] | None = None,
+        limit: int | None = None,
+        after: float | None = None,
     ) -> list[dict[str, Any]]:
+        """Merged entries in time order, read along the (exp, topic, timestamp, o) index;
+        with a ``limit`` the cursor is closed once the page is complete."""
+        if limit is not None and limit < 0:
+            raise InvalidValueError(f"limit must be >= 0, got {limit}")
+        if limit == 0:
+            return []
         where: dict[str, Any] = {"exp": prefix, "topic": topic}
-        span = _span(start_timestamp, end_timestamp)
+        span: dict[str, float] = _span(start_timestamp, end_timestamp)
+        if after is not None:
+            span["$gt"] = after
         if span:
             where["timestamp"] = span
-        found = self.tracks.find(where, {"entry": 1}).sort([("timestamp", 1), ("o", 1)])
-        return merge_track_entries((docs.track_from_doc(doc) for doc in found), columns)
+        found = self.tracks.find(where, {"entry": 1, "timestamp": 1}).sort([("timestamp", 1), ("o", 1)])
+        if limit is None:
+            return merge_track_entries((docs.track_from_doc(doc) for doc in found), columns)
+        found.batch_size(min(limit + 1, 10_000))
+        entries: list[dict[str, Any]] = []
+        times = 0
+        last: Any = None
+        try:
+            for doc in found:
+                if not times or doc["timestamp"] != last:
+                    times += 1
+                    if times > limit:
+                        break
+                    last = doc["timestamp"]
+                entries.append(docs.track_from_doc(doc))
+        finally:
+            found.close()
+        return merge_track_entries(entries, columns)
 
     def _track_info(self, prefix: str, topic: str) -> dict[str, Any]:
+        """Distinct timestamps counted by the server along the topic's index (spilling to
+        disk for a huge topic rather than failing), first and last from its two ends."""
         where = {"exp": prefix, "topic": topic}
-        counted = list(self.tracks.aggregate([{"$match": where}, {"$group": {"_id": "$timestamp"}}, {"$count": "n"}]))
+        counted = list(self.tracks.aggregate(
+            [{"$match": where}, {"$sort": {"timestamp": 1}}, {"$group": {"_id": "$timestamp"}}, {"$count": "n"}],
+            allowDiskUse=True,
+        ))
         edges = [
             next(iter(self.tracks.find(where, {"timestamp": 1}).sort("timestamp", order).limit(1)), None)
             for order in (1, -1)
@@ -464,6 +499,21 @@ class MongoStore:
         topics = sorted({str(doc["topic"]) for doc in self.counters.find({"kind": "tracks", "exp": prefix})})
         infos = [self._track_info(prefix, topic) for topic in topics]
         return [info for info in infos if info["totalEntries"]]
+
+    # -- chart and table reads (computed by reading the points: ``generic_reads``) ------------
+
+    @_guarded
+    def metric_series(self, prefix: str, name: str, y: str, x: str = "index", x0: float | None = None,
+                      x1: float | None = None, width: int = 1000) -> Series:
+        return generic_reads.series_by_reading(self, prefix, name, y, x, x0, x1, width)
+
+    @_guarded
+    def metric_fields(self, prefix: str, name: str) -> dict[str, FieldStats]:
+        return generic_reads.fields_by_reading(self, prefix, name)
+
+    @_guarded
+    def run_summaries(self, owner: str | None = None, project: str | None = None) -> list[RunSummary]:
+        return generic_reads.summaries_by_reading(self, owner, project)
 
     # -- durability --------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ from ..records import (
     ParamsDoc,
     StreamDescription,
 )
+from ..series import Series, series_from_answer
+from ..summaries import MAX_PAGE, FieldStats, RunSummary
 from .claims import check_holder, check_holder_ids, check_lease
 
 T = TypeVar("T")
@@ -246,6 +248,8 @@ class RemoteStore:
         start_timestamp: float | None = None,
         end_timestamp: float | None = None,
         columns: list[str] | None = None,
+        limit: int | None = None,
+        after: float | None = None,
     ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"prefix": prefix, "topic": topic}
         if start_timestamp is not None:
@@ -254,10 +258,45 @@ class RemoteStore:
             params["end_timestamp"] = end_timestamp
         if columns is not None:
             params["columns"] = ",".join(columns)
+        if limit is not None:
+            params["limit"] = limit
+        if after is not None:
+            params["after"] = after
         return self._get("/api/v1/tracks/read", params, wire.TrackEntries).record()
 
     def list_tracks(self, prefix: str) -> list[dict[str, Any]]:
         return self._get("/api/v1/tracks/list", {"prefix": prefix}, wire.TrackList).record()
+
+    def metric_series(self, prefix: str, name: str, y: str, x: str = "index", x0: float | None = None,
+                      x1: float | None = None, width: int = 1000) -> Series:
+        params: dict[str, Any] = {"prefix": prefix, "name": name, "y": y, "x": x, "width": width}
+        if x0 is not None:
+            params["x0"] = x0
+        if x1 is not None:
+            params["x1"] = x1
+        found = self._get("/api/v1/metrics/series", params, dict[str, Any])["series"][0]
+        return series_from_answer(found)
+
+    def metric_fields(self, prefix: str, name: str) -> dict[str, FieldStats]:
+        found: dict[str, FieldStats] = self._get("/api/v1/metrics/fields", {"prefix": prefix, "name": name},
+                                                 dict[str, Any])["fields"]
+        return found
+
+    def run_summaries(self, owner: str | None = None, project: str | None = None) -> list[RunSummary]:
+        params: dict[str, Any] = {"limit": MAX_PAGE}
+        if owner is not None:
+            params["owner"] = owner
+        if project is not None:
+            params["project"] = project
+        found: list[RunSummary] = []
+        while True:
+            page = self._get("/api/v1/runs", {**params, "offset": len(found)}, dict[str, Any])
+            for run in page["runs"]:
+                params_of, metrics = run.pop("params", {}), run.pop("metrics", {})
+                info = wire.decode(wire.encode(run), wire.ExperimentBody).record()
+                found.append(RunSummary(info, params_of, metrics))
+            if not page["runs"] or len(found) >= page["total"]:
+                return found
 
     def check_access(self, prefix: str, timeout: float) -> None:
         """Ask the server (``/health``, then the experiment with this token) within
