@@ -38,7 +38,8 @@ DESCRIBED = {"prefix": PREFIX_PATTERN, "name": NAME_PATTERN, "topic": NAME_PATTE
 _root = tempfile.mkdtemp(prefix="ml-dash-fuzz-")
 atexit.register(shutil.rmtree, _root, ignore_errors=True)
 app = create_app(LocalStore(_root), max_body=1024 * 1024)
-schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+# The event stream never ends by itself (tests/server/test_events.py drives it instead).
+schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(path="/api/v1/events")
 
 
 def _valid_half(value: dict[str, Any], valid: dict[str, str]) -> Any:
