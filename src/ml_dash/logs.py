@@ -94,16 +94,30 @@ class Logs:
         """
         session = self._session
         session.flush(session.channel("logs"))
-        query = LogQuery(offset=int(offset), limit=int(limit), descending=descending)
-        if level is not None:
-            levels = [level] if isinstance(level, str) else list(level)
-            query["levels"] = [normalize_level(lv) for lv in levels]
-        if start_time is not None:
-            query["start_time"] = float(start_time)
-        if end_time is not None:
-            query["end_time"] = float(end_time)
-        if search:
-            query["search"] = str(search)
+        query = log_query(level, start_time, end_time, search, limit, offset, descending)
         return session.reader.query_logs(session.prefix, query)
 
     query = read
+
+
+def log_query(
+    level: str | list[str] | None = None,
+    start_time: float | None = None,
+    end_time: float | None = None,
+    search: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    descending: bool = False,
+) -> LogQuery:
+    """The store query for ``read``'s arguments (levels normalised; InvalidValueError for an unknown one)."""
+    query = LogQuery(offset=int(offset), limit=int(limit), descending=bool(descending))
+    if level is not None:
+        levels = [level] if isinstance(level, str) else list(level)
+        query["levels"] = [normalize_level(lv) for lv in levels]
+    if start_time is not None:
+        query["start_time"] = float(start_time)
+    if end_time is not None:
+        query["end_time"] = float(end_time)
+    if search:
+        query["search"] = str(search)
+    return query

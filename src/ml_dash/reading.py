@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import InvalidValueError, NotFoundError
-from .logs import normalize_level
+from .logs import log_query
 from .names import parse_prefix, validate_name
 from .params import unflatten
-from .records import ExperimentInfo, LogPage, LogQuery, MetricPage, MetricStats
+from .records import ExperimentInfo, LogPage, MetricPage, MetricStats
 from .series import Series
 from .stores.base import Store
 from .stores.local import LocalStore
@@ -107,16 +107,7 @@ class LogsReader:
         descending: bool = False,
     ) -> LogPage:
         """Log lines matching every filter given (as ``exp.logs.read``)."""
-        query = LogQuery(offset=int(offset), limit=int(limit), descending=bool(descending))
-        if level is not None:
-            levels = [level] if isinstance(level, str) else list(level)
-            query["levels"] = [normalize_level(lv) for lv in levels]
-        if start_time is not None:
-            query["start_time"] = float(start_time)
-        if end_time is not None:
-            query["end_time"] = float(end_time)
-        if search:
-            query["search"] = str(search)
+        query = log_query(level, start_time, end_time, search, limit, offset, descending)
         return self._store.query_logs(self._prefix, query)
 
     query = read
