@@ -22,7 +22,7 @@ test: install             ## the fast test suite (what the README gives)
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: install        ## soak, crash and load tests (CI runs them too)
-	$(BIN)/python -m pytest -m slow -q
+	$(BIN)/python -m pytest -m slow -q --durations=15
 
 lint: install
 	$(BIN)/ruff check .

@@ -98,7 +98,9 @@ def _many_streams(tmp_path: Path, streams: int, nofile: int, clients: int) -> No
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(send, range(clients)))
         capacity = max(16, nofile // 4)
-        assert most_open <= capacity
+        # The pool holds at most `capacity`; a request in flight may hold one more for its
+        # duration (the periodic fsync's duplicate of a descriptor, a read), never more.
+        assert most_open <= capacity + clients
         with httpx.Client(base_url=server.url, timeout=HANG_GUARD) as client:
             # The streams that were closed reopen, and everything else still works.
             for n in random.Random(9).sample(range(streams), 50):

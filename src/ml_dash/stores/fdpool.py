@@ -90,6 +90,17 @@ class FilePool:
             if len(self._open) > self.capacity:
                 self._evict_locked(member, files=len(self._open) - self.capacity)
 
+    def make_room(self, member: Member) -> None:
+        """``member`` is about to open its file: evict the least recently used others first,
+        so that the open itself does not take the pool over ``capacity`` (only appends in
+        flight, which cannot be evicted, and concurrent openers can, for their duration)."""
+        with self._lock:
+            if member in self._open:
+                return
+            over = len(self._open) + 1 - self.capacity
+            if over > 0:
+                self._evict_locked(member, files=over)
+
     def used(self, member: Member) -> None:
         """``member`` was used: the most recently used now (cheap; once per append)."""
         with self._lock:

@@ -180,6 +180,7 @@ class LockedAppender:
     def _open(self) -> int:
         if self._fd is None:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self.pool.make_room(self)
             self._fd = open_file(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC)
             self.pool.opened(self)
         else:
