@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install              ## the main job: an example training script logging into .dash/
-	$(BIN)/python examples/quickstart.py
+PORT      ?= 8000
+DASH_ROOT ?= .dash
+
+run: install              ## the main job: an example training run into .dash/, then the dashboard over it
+	$(BIN)/python examples/quickstart.py --dash-root $(DASH_ROOT)
+	@echo "serving the dashboard over $(DASH_ROOT)/: open http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)"
+	$(BIN)/ml-dash serve --root $(DASH_ROOT) --port $(PORT)
 
 test: install             ## the fast test suite (what the README gives)
 	$(BIN)/python -m pytest -m "not slow" -q
@@ -41,6 +46,7 @@ bench-quick: install      ## a small smoke run of the benchmarks
 	$(BIN)/python benchmarks/bench_local.py --quick
 	$(BIN)/python benchmarks/bench_remote.py --quick
 	$(BIN)/python benchmarks/bench_mongo.py --quick
+	$(BIN)/python benchmarks/bench_live.py --quick
 
 serve: install            ## serve the local .dash folder on http://127.0.0.1:8000
 	$(BIN)/ml-dash serve

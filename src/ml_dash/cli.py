@@ -14,6 +14,7 @@ from .errors import InvalidValueError, MLDashError
 from .limits import DEFAULT, ConnectionLimits, Limits, default_max_connections
 from .logs import normalize_level
 from .names import parse_prefix
+from .stores import fdpool
 from .stores.local import LocalStore
 
 
@@ -172,6 +173,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
     mongo = _mongo_settings(args)
+    open_files = args.max_open_files
+    if open_files is not None:
+        if open_files < 1:
+            raise InvalidValueError(f"serve: --max-open-files must be a positive whole number, got {open_files}")
+        if mongo is not None:
+            raise InvalidValueError("serve: --max-open-files bounds the open data files of the folder backend; "
+                                    "the MongoDB backend keeps none open: leave it out")
     try:
         limits = Limits(args.max_depth, args.max_items, args.max_point_bytes, args.max_log_bytes,
                         args.max_track_bytes, args.max_params_bytes, args.max_decode_ratio)
@@ -180,7 +188,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidValueError(f"serve: {exc}") from None
     serve.run(serve.plan(args.root, args.host, args.port, args.auth, args.insecure, args.max_body, mongo,
-                         limits, connections))
+                         limits, connections, max_open_files=open_files))
     return 0
 
 
@@ -215,6 +223,10 @@ def _add_limit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-connections-per-client", type=int, default=conns.max_per_client, metavar="N",
                    help=f"open connections from one client address, 0 for no cap (default: {conns.max_per_client}; "
                    "behind a reverse proxy all clients share its address: raise it or use 0)")
+    g.add_argument("--max-open-files", type=int, default=None, metavar="N",
+                   help="data files the folder backend keeps open at once; the least recently used are closed and "
+                   f"reopened when needed (default: ${fdpool.ENV}, else a quarter of the open-file limit, "
+                   f"{fdpool.MIN_CAPACITY}..{fdpool.MAX_CAPACITY}: {fdpool.default_capacity()} now)")
 
 
 class _Tokens:

@@ -5,7 +5,9 @@ backend's own failures (``OSError``, database and HTTP errors) into them at its 
 chained with ``raise ... from``. The server answers an error with the status
 ``HTTP_STATUS`` gives for its code and a ``{"code", "message"}`` body
 (``ml_dash.server.http``); ``RemoteStore`` raises the class ``ERRORS_BY_CODE`` names
-for that code again, so a caller sees the same exception in every mode.
+for that code again, so a caller sees the same exception in every mode. The answers a
+retry may cure (5xx, 408 ``timeout``, 429) are the exception: the client raises its
+``ServerUnavailableError`` (a StorageError) for them, and its outbox tries again.
 """
 
 from __future__ import annotations
@@ -89,6 +91,22 @@ class TooLargeError(MLDashError, ValueError):
     code = "too_large"
 
 
+class RequestTimeoutError(MLDashError):
+    """The server gave up waiting for a request: its headers did not arrive within the
+    header timeout, or its body stalled longer than the body timeout (``ml-dash serve
+    --header-timeout/--body-timeout``). The connection is closed after the answer."""
+
+    code = "timeout"
+
+
+class UnavailableError(MLDashError):
+    """The server refused a connection it has no room for (``--max-connections``,
+    ``--max-connections-per-client``); trying again later may work. The connection is
+    closed after the answer."""
+
+    code = "unavailable"
+
+
 class ExperimentBusyError(MLDashError):
     """Another process runs the experiment now (its claim is alive): open it with
     ``join=True`` to write beside it, or wait until it ends."""
@@ -116,6 +134,8 @@ ERRORS_BY_CODE: dict[str, type[MLDashError]] = {
         BadRequestError,
         FilterSyntaxError,
         TooLargeError,
+        RequestTimeoutError,
+        UnavailableError,
         ExperimentBusyError,
         ExperimentExistsError,
     )
@@ -132,7 +152,9 @@ HTTP_STATUS: dict[str, int] = {
     "not_started": 409,
     "busy": 409,
     "exists": 409,
+    "timeout": 408,
     "too_large": 413,
     "storage_error": 503,
+    "unavailable": 503,
     "error": 500,
 }

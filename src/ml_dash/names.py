@@ -15,14 +15,29 @@ from .errors import InvalidNameError
 MAX_SEGMENT = 128
 MAX_SEGMENT_BYTES = 255  # what ext4, xfs, btrfs and APFS allow for one file name
 MAX_NAME = 512
-# File names the store keeps inside stream folders; a segment with one of these names
-# would collide with the store's own files.
-RESERVED = frozenset(
-    {
-        "data.jsonl", "metadata.json", "parameters.json", "experiment.json", "logs.jsonl", "resumes.jsonl",
-        ".lock", ".owner.lock", ".claims.json", ".claims", ".spool", ".ml-dash",
-    }
-)
+# Names the stores give their own files and folders, beside the user's folders (an
+# experiment, a stream or the dash root; what each is for); a segment with one of them
+# would collide with the store's own.
+RESERVED_USES: dict[str, str] = {
+    "data.jsonl": "the data file of a stream",
+    "metadata.json": "the description of a stream",
+    "parameters.json": "the params of an experiment",
+    "experiment.json": "the record of an experiment",
+    "logs.jsonl": "the log file of an experiment",
+    "resumes.jsonl": "the resume history of an experiment",
+    ".lock": "the lock of an experiment",
+    ".owner.lock": "the claim lock of an experiment",
+    ".claims.json": "the claims on an experiment",
+    ".claims": "the claim tickets of remote runs",
+    ".spool": "the outbox of remote runs",
+    ".ml-dash": "the line index of a stream, and the server's tokens",
+    ".series": "the series index of a metric stream",
+}
+RESERVED = frozenset(RESERVED_USES)
+# Files set beside a data file: ``data.jsonl.torn`` (a torn last line), ``data.jsonl.damaged``
+# (complete lines that are not records); and the stores' temporary files (``.tmp-...``).
+RESERVED_SUFFIXES = {".torn": "a torn line set aside", ".damaged": "damaged lines set aside"}
+RESERVED_PREFIX = ".tmp"
 _FORBIDDEN_CHARS = frozenset('\\:*?"<>|')
 # JSON Schema (ECMA 262) patterns for the OpenAPI description: every name
 # ``validate_name`` accepts matches them (they do not spell out reserved segment
@@ -31,6 +46,16 @@ SEGMENT_PATTERN = r'[^/\\:*?"<>|\u0000-\u001f\u007f]+'
 NAME_PATTERN = f"^{SEGMENT_PATTERN}(/{SEGMENT_PATTERN})*$"
 PREFIX_PATTERN = f"^{SEGMENT_PATTERN}(/{SEGMENT_PATTERN}){{2,}}$"
 SINGLE_NAME_PATTERN = f"^{SEGMENT_PATTERN}$"
+
+
+def reserved_use(segment: str) -> str | None:
+    """What the stores use ``segment`` for (None: it is free for a user's name)."""
+    use = RESERVED_USES.get(segment)
+    if use is not None:
+        return use
+    if segment.startswith(RESERVED_PREFIX):
+        return "a temporary file"
+    return next((what for suffix, what in RESERVED_SUFFIXES.items() if segment.endswith(suffix)), None)
 
 
 def _check_segment(segment: str, what: str, name: str) -> None:
@@ -49,8 +74,11 @@ def _check_segment(segment: str, what: str, name: str) -> None:
             f"{what} {name[:40]!r}...: segment is {len(segment.encode('utf-8', 'surrogatepass'))} bytes in UTF-8, "
             f"over the file-name limit of {MAX_SEGMENT_BYTES}"
         )
-    if segment in RESERVED or segment.startswith(".tmp") or segment.endswith(".torn"):
-        raise InvalidNameError(f"{what} {name!r}: segment {segment!r} is a name the store uses itself")
+    use = reserved_use(segment)
+    if use is not None:
+        raise InvalidNameError(
+            f"{what} {name!r}: segment {segment!r} is a name the store uses itself ({use}); choose another"
+        )
     for ch in segment:
         if ord(ch) < 32 or ord(ch) == 127 or ch in _FORBIDDEN_CHARS:
             raise InvalidNameError(f"{what} {name!r}: character {ch!r} is not allowed")

@@ -283,6 +283,36 @@ def test_serve_takes_the_limits_as_options_and_lists_them_in_its_help(tmp_path: 
         server.stop()
 
 
+def test_serve_max_open_files_is_validated_and_bounds_the_data_files_the_server_keeps_open(tmp_path: Path) -> None:
+    for value in ("0", "-3"):
+        bad = ml_dash("serve", "--root", str(tmp_path), "--max-open-files", value, check=False)
+        assert bad.returncode == 2 and f"--max-open-files must be a positive whole number, got {value}" in bad.stderr
+    word = ml_dash("serve", "--root", str(tmp_path), "--max-open-files", "many", check=False)
+    assert word.returncode == 2 and "--max-open-files: invalid int value: 'many'" in word.stderr
+    mongo = ml_dash("serve", "--mongo", "mongodb://127.0.0.1:9/x", "--max-open-files", "4", check=False)
+    assert mongo.returncode == 2 and "the MongoDB backend keeps none open" in mongo.stderr
+    assert "--max-open-files N" in ml_dash("serve", "--help").stdout
+
+    server = ServerProcess("--max-open-files", "4", root=tmp_path / ".dash").start()
+    try:
+        assert "open data files: at most 4 " in server.stdout
+        streams = [f"s{i:02d}" for i in range(12)]
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for round_ in range(2):
+                for name in streams:
+                    done = http.post("/api/v1/metrics/append", params={**Q, "name": name},
+                                     json={"batchId": f"{name}-{round_}", "points": [{"v": round_}]})
+                    assert done.status_code == 200, done.text
+            assert server.proc is not None
+            held = [f.path for f in psutil.Process(server.proc.pid).open_files() if f.path.endswith("data.jsonl")]
+            assert 1 <= len(held) <= 4, held  # without the bound all 12 stay open
+            for name in streams:  # the files closed to keep the bound lost nothing
+                page = http.get("/api/v1/metrics/read", params={**Q, "name": name}).json()
+                assert [p["data"]["v"] for p in page["data"]] == [0, 1], (name, page)
+    finally:
+        server.stop()
+
+
 # -- the SDK refuses the same values when they are logged ------------------------------------------
 
 

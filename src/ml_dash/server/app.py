@@ -17,7 +17,7 @@ from starlette.responses import Response
 from .. import __version__, wire
 from ..limits import DEFAULT, Limits
 from ..stores.base import Store
-from . import routes_experiments, routes_reads, routes_streams, schemas
+from . import routes_experiments, routes_reads, routes_streams, schemas, sessions
 from .auth import TokenStore
 from .http import DEFAULT_MAX_BODY, MsgspecResponse, RequestGuard, install_error_handlers
 
@@ -61,7 +61,8 @@ def create_app(
     """An ASGI app serving ``store``.
 
     ``auth`` None serves every owner to anyone; with a TokenStore each request needs
-    ``Authorization: Bearer <token>`` and reaches only the token owner's experiments.
+    ``Authorization: Bearer <token>`` or the cookie of a session the dashboard opened
+    with that token (``server.sessions``), and reaches only the token owner's experiments.
     Bodies over ``max_body`` bytes are refused with 413, values, points, records,
     entries and params over ``limits`` with 422 or 413 (``ml_dash.limits``).
     ``allowed_hosts`` (host names without port) refuses requests whose Host header
@@ -78,12 +79,14 @@ def create_app(
     app.auth_enabled = auth is not None
     app.state.store = store
     app.state.tokens = auth
+    app.state.sessions = sessions.SessionStore(auth) if auth is not None else None
     app.state.limits = limits
     app.state.backend = backend or type(store).__name__.removesuffix("Store").lower() or "store"
     install_error_handlers(app)
     app.include_router(routes_experiments.router)
     app.include_router(routes_streams.router)
     app.include_router(routes_reads.router)
+    app.include_router(sessions.router)
     app.add_api_route(
         "/health",
         health,

@@ -16,8 +16,10 @@ httptools protocol with four guards, all set by ``ml_dash.limits.ConnectionLimit
   request is being served is never closed), and is itself refused with 503 only when
   every connection is busy with a request.
 
-A timeout is answered ``408`` and a refusal ``503`` (``{"code", "message"}``, then
-the connection closes); refusals are logged at most once a second.
+A timeout is answered ``408`` ``timeout`` (``RequestTimeoutError``) and a refusal
+``503`` ``unavailable`` (``UnavailableError``), as ``{"code", "message"}`` with the
+status ``errors.HTTP_STATUS`` gives, then the connection closes; refusals are logged at
+most once a second.
 """
 
 from __future__ import annotations
@@ -26,20 +28,25 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .. import wire
+from ..errors import HTTP_STATUS, MLDashError, RequestTimeoutError, UnavailableError
 from ..limits import ConnectionLimits
 
 log = logging.getLogger("ml_dash.server")
 
 
-def _raw_answer(status: int, reason: str, code: str, message: str) -> bytes:
-    body = wire.encode(wire.ErrorBody(code, message))
-    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            "connection: close\r\n\r\n")
+def _raw_answer(error: MLDashError) -> bytes:
+    """The bytes of an HTTP/1.1 answer to ``error`` (its status, ``{"code", "message"}``),
+    closing the connection: written straight to the socket, outside any route."""
+    status = HTTP_STATUS[error.code]
+    body = wire.encode(wire.ErrorBody(error.code, error.message))
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
     return head.encode("ascii") + body
 
 
@@ -67,7 +74,7 @@ class ConnectionGuard:
             if oldest is None:
                 return f"the server holds {self.open} connections, all busy (the limit is {self.total})"
             self.note_refusal("closed the connection that waited longest for headers: the server is full")
-            oldest.close_with(408, "Request Timeout", "the server is full and this connection sent no request")
+            oldest.close_with(RequestTimeoutError("the server is full and this connection sent no request"))
             self.release(oldest)
         self.open += 1
         self.by_client[key] = self.by_client.get(key, 0) + 1
@@ -124,7 +131,7 @@ class GuardedProtocol(HttpToolsProtocol):
         refusal = self.guard.admit(self)
         if refusal is not None:
             self.guard.note_refusal(refusal)
-            self.close_with(503, "Service Unavailable", refusal + "; try again later")
+            self.close_with(UnavailableError(refusal + "; try again later"))
             return
         self._await_headers()
 
@@ -133,8 +140,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self.guard.release(self)
         super().connection_lost(exc)
 
-    def close_with(self, status: int, reason: str, message: str, *, stalled: bool = False) -> None:
-        """Answer ``status`` with an error body and close. ``stalled``: the request being
+    def close_with(self, error: MLDashError, *, stalled: bool = False) -> None:
+        """Answer ``error`` (``_raw_answer``) and close. ``stalled``: the request being
         served is the one given up on (its body stalled): the answer is its answer (the
         route's own, if it comes, goes nowhere), unless the route has begun answering.
         Otherwise nothing is written while a response is under way: it would be read as
@@ -149,7 +156,7 @@ class GuardedProtocol(HttpToolsProtocol):
         elif stalled or self.serving:
             self.transport.close()  # an answer is (or was) under way: another one would be read as the next
             return
-        self.transport.write(_raw_answer(status, reason, "unavailable" if status == 503 else "timeout", message))
+        self.transport.write(_raw_answer(error))
         self.transport.close()
 
     @property
@@ -174,8 +181,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def _headers_late(self) -> None:
         self._timer = None
         self.guard.note_refusal("closed a connection whose request headers did not arrive in time")
-        self.close_with(408, "Request Timeout",
-                        f"the request headers did not arrive within {self.guard.limits.header_timeout:g} s")
+        self.close_with(RequestTimeoutError(
+            f"the request headers did not arrive within {self.guard.limits.header_timeout:g} s"))
 
     def _arm_body_timer(self) -> None:
         self._cancel_timer()
@@ -188,8 +195,8 @@ class GuardedProtocol(HttpToolsProtocol):
             self._arm_body_timer()  # the route has not asked for (more of) the body yet: not the client's fault
             return
         self.guard.note_refusal("closed a connection whose request body stalled")
-        self.close_with(408, "Request Timeout",
-                        f"no byte of the request body arrived for {self.guard.limits.body_timeout:g} s", stalled=True)
+        self.close_with(RequestTimeoutError(
+            f"no byte of the request body arrived for {self.guard.limits.body_timeout:g} s"), stalled=True)
 
     # -- uvicorn's callbacks -----------------------------------------------------------
 

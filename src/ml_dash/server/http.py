@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import msgspec
@@ -32,6 +32,9 @@ from ..stores.base import Store
 from .auth import TokenStore
 from .validate import Access
 
+if TYPE_CHECKING:
+    from .sessions import SessionStore  # which imports this module
+
 log = logging.getLogger("ml_dash.server")
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
@@ -43,6 +46,7 @@ _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "l
 OPEN_ACCESS = Access(None)
 _SERVER_SIDE = {
     "storage_error": "the store cannot read or write now; retry later (details are in the server log)",
+    "unavailable": "the server has no room for this request now; retry later",
     "error": "the server failed on this request (a bug; details are in the server log)",
 }
 
@@ -275,13 +279,27 @@ def store_of(request: Request) -> Store:
 async def caller(request: Request) -> Access:
     """Who sends this request (a FastAPI dependency; it runs before any parameter is used).
 
-    With auth on: UnauthorizedError without ``Authorization: Bearer <token>`` or with a
-    token the TokenStore does not know (or has revoked).
+    With auth on: the owner of the ``Authorization: Bearer <token>`` header, or, when
+    the request has no Authorization header, of the session its cookie names
+    (``server.sessions``; the session's token is verified again). UnauthorizedError
+    without either, or with a token the TokenStore does not know (or has revoked).
     """
     tokens: TokenStore | None = request.app.state.tokens
     if tokens is None:
         return OPEN_ACCESS
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    header = request.headers.get("authorization")
+    if header is None:
+        sessions: SessionStore | None = request.app.state.sessions
+        session_id = request.cookies.get(sessions.cookie) if sessions is not None else None
+        if sessions is None or not session_id:
+            raise UnauthorizedError("this server requires a token: send 'Authorization: Bearer <token>' "
+                                    "(the dashboard logs in with POST /api/v1/session)")
+        owner = await run_in_threadpool(sessions.owner, session_id)
+        if owner is None:
+            raise UnauthorizedError("the session has ended (logged out, idle too long, or its token was revoked): "
+                                    "log in again")
+        return Access(owner)
+    scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise UnauthorizedError("this server requires a token: send 'Authorization: Bearer <token>'")

@@ -4,7 +4,8 @@ Auth follows the address: on loopback it is off unless asked for; on any other
 address it is on, and only ``--insecure`` turns it off (with a loud warning). What one
 request may hold (``ml_dash.limits.Limits``) and what one connection may cost
 (``ml_dash.limits.ConnectionLimits``: read timeouts, connection caps, enforced by
-``connections.GuardedProtocol``) are options too (docs/http-api.md, "Limits"). The
+``connections.GuardedProtocol``) are options too (docs/http-api.md, "Limits"), and so
+is how many data files the folder backend keeps open (``--max-open-files``). The
 folder backend is single-server: one server process per folder. The MongoDB backend
 (``mongo_backend``) keeps everything, tokens included, in the database and the bucket,
 so several server processes may share them.
@@ -21,6 +22,7 @@ from typing import NamedTuple
 from ..errors import StorageError
 from ..limits import DEFAULT, ConnectionLimits, Limits
 from ..stores.base import Store
+from ..stores.fdpool import default_capacity
 from ..stores.local import LocalStore
 from .app import create_app
 from .auth import FileTokenStore, TokenStore
@@ -56,6 +58,7 @@ class ServePlan:
     mongo: MongoSettings | None = None  # None: the folder backend at ``root``
     limits: Limits = DEFAULT
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    max_open_files: int | None = None  # the folder backend's bound (None: ``fdpool.default_capacity``)
 
     @property
     def url(self) -> str:
@@ -80,25 +83,34 @@ def plan(
     mongo: MongoSettings | None = None,
     limits: Limits = DEFAULT,
     connections: ConnectionLimits | None = None,
+    max_open_files: int | None = None,
 ) -> ServePlan:
-    """Decide backend, auth and warnings from the command line (no side effects)."""
+    """Decide backend, auth and warnings from the command line (no side effects).
+
+    ``max_open_files``: how many data files the folder backend keeps open at once
+    (``LocalStore(max_open_files=...)``); ValueError unless None or a positive int.
+    """
+    if max_open_files is not None and (type(max_open_files) is not int or max_open_files < 1):
+        raise ValueError(f"max_open_files must be a positive whole number, got {max_open_files!r}")
     folder = os.path.abspath(root or os.environ.get("ML_DASH_ROOT") or ".dash")
     conns = connections or ConnectionLimits()
     if auth or (not is_loopback(host) and not insecure):
-        return ServePlan(folder, host, port, True, max_body, mongo=mongo, limits=limits, connections=conns)
+        return ServePlan(folder, host, port, True, max_body, mongo=mongo, limits=limits, connections=conns,
+                         max_open_files=max_open_files)
     warning = None
     if not is_loopback(host):
         warning = (
             f"WARNING: auth is OFF on {host}, a non-loopback address (--insecure): anyone who can reach "
             "this port can read and write every experiment. Use --auth and `ml-dash token create` instead."
         )
-    return ServePlan(folder, host, port, False, max_body, warning, mongo, limits, conns)
+    return ServePlan(folder, host, port, False, max_body, warning, mongo, limits, conns, max_open_files)
 
 
 def startup_lines(p: ServePlan, tokens: int | None) -> list[str]:
     """The lines ``serve`` prints before it starts listening (``tokens`` None: count unknown)."""
     served = p.mongo.describe() if p.mongo is not None else p.root
-    lines = [f"ml-dash server: serving {served} at {p.url}"]
+    lines = [f"ml-dash server: serving {served} at {p.url}",
+             f"dashboard: open {p.url}/ in a browser"]
     if p.auth:
         lines.append("auth: ON (send 'Authorization: Bearer <token>')")
         if tokens == 0:
@@ -111,6 +123,9 @@ def startup_lines(p: ServePlan, tokens: int | None) -> list[str]:
     per_client = f"{c.max_per_client} per client address" if c.max_per_client else "no cap per client address"
     lines.append(f"connections: at most {c.total} ({per_client}); headers within {c.header_timeout:g} s, "
                  f"no body stall over {c.body_timeout:g} s")
+    if p.mongo is None:
+        files = p.max_open_files if p.max_open_files is not None else default_capacity()
+        lines.append(f"open data files: at most {files} (least recently used closed first)")
     return lines
 
 
@@ -124,7 +139,8 @@ class _Backend(NamedTuple):
 def _open(p: ServePlan) -> _Backend:
     """The store, the token store and what to warn about, for the plan's backend."""
     if p.mongo is None:
-        return _Backend(LocalStore(p.root), FileTokenStore(p.root) if p.auth else None, [], True)
+        store = LocalStore(p.root, max_open_files=p.max_open_files)
+        return _Backend(store, FileTokenStore(p.root) if p.auth else None, [], True)
     store, tokens = open_backend(p.mongo, p.auth)
     try:
         found = check_backend(p.mongo, store)
