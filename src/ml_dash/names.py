@@ -30,7 +30,7 @@ RESERVED_USES: dict[str, str] = {
     ".claims.json": "the claims on an experiment",
     ".claims": "the claim tickets of remote runs",
     ".spool": "the outbox of remote runs",
-    ".ml-dash": "the line index of a stream, and the server's tokens",
+    ".ml-dash": "the indexes and summaries kept beside the data, and the server's tokens",
     ".series": "the series index of a metric stream",
 }
 RESERVED = frozenset(RESERVED_USES)

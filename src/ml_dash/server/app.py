@@ -34,6 +34,7 @@ class MLDashApp(FastAPI):
         doc = super().openapi()
         found = doc.setdefault("components", {}).setdefault("schemas", {})
         found.update(schemas.components())
+        schemas.describe_limits(doc)
         if "HTTPValidationError" not in str(doc["paths"]):  # we answer {code, message} instead
             found.pop("HTTPValidationError", None)
             found.pop("ValidationError", None)

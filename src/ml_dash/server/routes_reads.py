@@ -11,33 +11,41 @@ from starlette.responses import Response, StreamingResponse
 
 from .. import wire
 from ..errors import InvalidNameError, InvalidValueError
-from ..names import PREFIX_PATTERN, parse_prefix, validate_name
-from ..series import check_query
+from ..names import NAME_PATTERN, PREFIX_PATTERN, SEGMENT_PATTERN, SINGLE_NAME_PATTERN, parse_prefix, validate_name
+from ..series import MAX_WIDTH, check_query
 from ..stores.base import Store
 from ..summaries import MAX_PAGE, select_runs, summary_to_json
-from .events import MAX_PREFIXES, Watch, event_stream
+from .events import HEARTBEAT, MAX_PREFIXES, Watch, event_stream
 from .http import answer, caller, store_of
-from .schemas import answers
+from .schemas import answers, event_answers
 from .validate import Access, server_prefix, single_name
 
 router = APIRouter(prefix="/api/v1")
 
+_PREFIX_ITEMS = {"items": {"pattern": PREFIX_PATTERN, "maxLength": 512}}
+_SINGLE = {"pattern": SINGLE_NAME_PATTERN, "maxLength": 512}
+_EVENTS = (
+    "server-sent events: `points` {prefix, name, count, last}, `logs` {prefix, count}, `status` {prefix, "
+    "status}, `experiment` {prefix, status} (a new experiment of a watched owner), then once `ready` "
+    "{experiments}; each with an `id` line. Totals, not deltas: every (re)connection starts with the current "
+    f"state. A comment line (`: heartbeat`) every {HEARTBEAT:g} s while nothing happens."
+)
+_LAST_EVENT_ID = {
+    "name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
+    "description": "sent by a reconnecting client; accepted, and the stream starts again with the current "
+                   "state (events carry totals, so nothing is missed)",
+}
 
-def _responses(description: str, media: str = "application/json") -> dict[int | str, dict[str, Any]]:
-    """``responses=``: the errors as every route answers them, and a 200 of ``media``."""
-    out = answers(wire.ErrorBody, 403)
-    out[200] = {"description": description, "content": {media: {"schema": {"type": "object"}}}}
-    return out
 
-
-@router.get("/events", response_class=StreamingResponse,
-            responses=_responses("server-sent events", "text/event-stream"))
+@router.get("/events", response_class=StreamingResponse, responses=event_answers(_EVENTS),
+            openapi_extra={"parameters": [_LAST_EVENT_ID]})
 async def events(
     request: Request,
-    prefix: list[str] = Query(default=[], description="an experiment to watch (repeatable)",
-                              json_schema_extra={"items": {"pattern": PREFIX_PATTERN, "maxLength": 512}}),
-    owner: str | None = Query(None, description="watch every experiment of this owner (and project)"),
-    project: str | None = Query(None, description="with owner: only this project's"),
+    prefix: list[str] = Query(default=[], description=f"an experiment to watch (repeatable, at most {MAX_PREFIXES})",
+                              json_schema_extra={**_PREFIX_ITEMS, "maxItems": MAX_PREFIXES}),
+    owner: str | None = Query(None, description="watch every experiment of this owner (and project); not with prefix",
+                              json_schema_extra=_SINGLE),
+    project: str | None = Query(None, description="with owner: only this project's", json_schema_extra=_SINGLE),
     access: Access = Depends(caller),
 ) -> Any:
     """Server-sent events for the experiments named by ``prefix`` or under ``owner``
@@ -89,17 +97,27 @@ def _series(store: Store, prefixes: list[str], name: str, fields: list[str], x: 
     return {"series": answers}
 
 
-@router.get("/metrics/series", responses=_responses("columnar series, every extreme kept"))
+_FIELD = {"minLength": 1, "maxLength": 256}
+
+
+@router.get("/metrics/series", responses=answers("SeriesList", 403))
 async def metric_series(
     request: Request,
-    prefix: list[str] = Query(description="the experiment (repeatable: the same field of several runs)",
-                              json_schema_extra={"items": {"pattern": PREFIX_PATTERN, "maxLength": 512}}),
-    name: str = Query(description="the metric stream"),
-    y: list[str] = Query(description="a numeric field (repeatable)"),
-    x: str = Query("index", description="the x-axis: index, _ts (wall time) or any numeric field"),
-    x0: float | None = Query(None, description="the start of the x-range (default: the stream's first x)"),
-    x1: float | None = Query(None, description="the end of the x-range (default: the stream's last x)"),
-    width: int = Query(1000, description="pixel columns: at most 4 points each (M4), raw points when few"),
+    prefix: list[str] = Query(description=f"the experiment (repeatable, 1 to {MAX_SERIES_PREFIXES}: the same "
+                              "field of several runs)",
+                              json_schema_extra={**_PREFIX_ITEMS, "minItems": 1, "maxItems": MAX_SERIES_PREFIXES}),
+    name: str = Query(description="the metric stream; '/' nests", json_schema_extra={"pattern": NAME_PATTERN,
+                                                                                     "maxLength": 512}),
+    y: list[str] = Query(description=f"a numeric field (repeatable, 1 to {MAX_SERIES_FIELDS})",
+                         json_schema_extra={"items": _FIELD, "minItems": 1, "maxItems": MAX_SERIES_FIELDS}),
+    x: str = Query("index", description="the x-axis: index, _ts (wall time) or any numeric field",
+                   json_schema_extra=_FIELD),
+    x0: float | None = Query(None, allow_inf_nan=False,
+                             description="the start of the x-range (default: the stream's first x)"),
+    x1: float | None = Query(None, allow_inf_nan=False,
+                             description="the end of the x-range, not below x0 (default: the stream's last x)"),
+    width: int = Query(1000, ge=1, le=MAX_WIDTH,
+                       description="pixel columns: at most 4 points each (M4), raw points when few"),
     access: Access = Depends(caller),
 ) -> Response:
     """The M4 series of ``y`` against ``x`` of one stream of one or more experiments:
@@ -131,17 +149,22 @@ def _runs(store: Store, owner: str | None, project: str | None, folder: str | No
             "total": total, "offset": offset, "limit": limit}
 
 
-@router.get("/runs", responses=_responses("a page of run summaries"))
+@router.get("/runs", responses=answers("RunPage", 403, filters=True))
 async def runs(
     request: Request,
-    owner: str | None = Query(None, description="only this owner's (with auth: the token's owner)"),
-    project: str | None = Query(None, description="with owner: only this project's"),
-    folder: str | None = Query(None, description="only experiments under this prefix (owner/project/folders)"),
-    where: str | None = Query(None, description="a filter (docs/filters.md), e.g. params.lr < 0.01"),
-    sort: str | None = Query(None, description="a column: name, created, params.lr, metrics.train.loss.last ..."),
+    owner: str | None = Query(None, description="only this owner's (with auth: the token's owner)",
+                              json_schema_extra=_SINGLE),
+    project: str | None = Query(None, description="with owner: only this project's", json_schema_extra=_SINGLE),
+    folder: str | None = Query(None, description="only experiments under this prefix (owner/project/folders)",
+                               json_schema_extra={"pattern": f"^{SEGMENT_PATTERN}(/{SEGMENT_PATTERN})+$",
+                                                  "maxLength": 512}),
+    where: str | None = Query(None, description="a filter (docs/filters.md), e.g. params.lr < 0.01; a bad one "
+                              "is 400 invalid_filter naming the column"),
+    sort: str | None = Query(None, description="a column: name, created, params.lr, metrics.train.loss.last ... "
+                             "(default: created); rows without it come last"),
     descending: bool = Query(False),
-    offset: int = Query(0, description="rows to skip (>= 0)"),
-    limit: int = Query(100, description=f"rows to answer (0..{MAX_PAGE})"),
+    offset: int = Query(0, ge=0, description="rows to skip"),
+    limit: int = Query(100, ge=0, le=MAX_PAGE, description="rows to answer"),
     access: Access = Depends(caller),
 ) -> Response:
     """Experiments with their status, times, tags, params and metric field statistics,
@@ -164,11 +187,12 @@ async def runs(
     return await answer(_runs, store_of(request), owner, project, folder, where, sort, descending, offset, limit)
 
 
-@router.get("/metrics/fields", responses=_responses("statistics of every numeric field"))
+@router.get("/metrics/fields", responses=answers("FieldList", 403))
 async def metric_fields(
     request: Request,
     prefix: str = Query(description="the experiment", json_schema_extra={"pattern": PREFIX_PATTERN, "maxLength": 512}),
-    name: str = Query(description="the metric stream"),
+    name: str = Query(description="the metric stream; '/' nests",
+                      json_schema_extra={"pattern": NAME_PATTERN, "maxLength": 512}),
     access: Access = Depends(caller),
 ) -> Response:
     """``{"fields": {field: {"count", "first", "last", "min", "max", "lastIndex", "minIndex",

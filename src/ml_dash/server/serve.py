@@ -139,8 +139,8 @@ class _Backend(NamedTuple):
 def _open(p: ServePlan) -> _Backend:
     """The store, the token store and what to warn about, for the plan's backend."""
     if p.mongo is None:
-        store = LocalStore(p.root, max_open_files=p.max_open_files)
-        return _Backend(store, FileTokenStore(p.root) if p.auth else None, [], True)
+        local = LocalStore(p.root, max_open_files=p.max_open_files)
+        return _Backend(local, FileTokenStore(p.root) if p.auth else None, [], True)
     store, tokens = open_backend(p.mongo, p.auth)
     try:
         found = check_backend(p.mongo, store)
