@@ -168,31 +168,16 @@ export class ApiError extends Error {
   }
 }
 
-const TOKEN_KEY = "ml-dash-token";
-
-function storedToken(): string | null {
-  try {
-    return sessionStorage.getItem(TOKEN_KEY);
-  } catch {
-    return null;
-  }
+/** Who the server says this page is: `auth` false when it runs without auth. */
+export interface Session {
+  auth: boolean;
+  owner: string | null;
 }
 
-/** The token a server with --auth asks for (kept for this tab only). */
-export const token = signal<string | null>(typeof sessionStorage === "undefined" ? null : storedToken());
-/** Set when the server answered 401: the page asks for a token. */
+/** Null until the server has said (GET /api/v1/session). */
+export const session = signal<Session | null>(null);
+/** Set when the server answered 401 (no session, or it ended): the page shows the login form. */
 export const authNeeded = signal(false);
-
-export function setToken(value: string | null): void {
-  token.value = value;
-  authNeeded.value = false;
-  try {
-    if (value === null) sessionStorage.removeItem(TOKEN_KEY);
-    else sessionStorage.setItem(TOKEN_KEY, value);
-  } catch {
-    // private mode: the token lives as long as the page
-  }
-}
 
 type QueryValue = string | number | boolean | null | undefined | readonly (string | number)[];
 
@@ -207,10 +192,10 @@ export function apiUrl(path: string, query: Record<string, QueryValue> = {}): st
   return `/api/v1/${path}${text ? "?" + text : ""}`;
 }
 
+// No Authorization header: with --auth the browser sends the session cookie
+// (HttpOnly, so no script here can read it) with every same-origin request.
 function headers(extra: Record<string, string> = {}): Record<string, string> {
-  const out: Record<string, string> = { Accept: "application/json", ...extra };
-  if (token.value) out.Authorization = `Bearer ${token.value}`;
-  return out;
+  return { Accept: "application/json", ...extra };
 }
 
 async function failure(response: Response): Promise<ApiError> {
@@ -271,6 +256,46 @@ export const fallbackRoutes = signal<string[]>([]);
 
 function noteFallback(route: string): void {
   if (!fallbackRoutes.value.includes(route)) fallbackRoutes.value = [...fallbackRoutes.value, route];
+}
+
+// -- the session (docs/http-api.md, "Sessions") ------------------------------------------
+
+async function sessionCall(method: "GET" | "POST" | "DELETE", body?: unknown): Promise<Session> {
+  const response = await fetch(apiUrl("session"), {
+    method, credentials: "same-origin", cache: "no-store",
+    headers: headers(body === undefined ? {} : { "Content-Type": "application/json" }),
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) throw await failure(response);
+  return (await response.json()) as Session;
+}
+
+/** Ask the server who this page is; a 401 shows the login form, any other trouble is taken as "no auth". */
+export async function whoAmI(): Promise<Session> {
+  try {
+    session.value = await sessionCall("GET");
+  } catch (error) {
+    session.value = { auth: error instanceof ApiError && error.status === 401, owner: null };
+  }
+  return session.value;
+}
+
+/** Give the token once: the server answers with its session cookie. Throws ApiError (401 for a bad token). */
+export async function logIn(token: string): Promise<Session> {
+  const answer = await sessionCall("POST", { token });
+  session.value = answer;
+  authNeeded.value = false;
+  return answer;
+}
+
+/** End the session on the server (the cookie is cleared) and show the login form. */
+export async function logOut(): Promise<void> {
+  try {
+    await sessionCall("DELETE");
+  } finally {
+    session.value = { auth: true, owner: null };
+    authNeeded.value = true;
+  }
 }
 
 // -- routes ---------------------------------------------------------------------------

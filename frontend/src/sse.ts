@@ -1,6 +1,6 @@
 // A server-sent-events parser (the text/event-stream format of the HTML standard),
 // fed with decoded text as it arrives. api.ts reads the stream with fetch, so it can
-// send the token and Last-Event-ID itself, which EventSource cannot.
+// send Last-Event-ID itself and see a 401 (back to the login form), which EventSource cannot.
 
 export interface SseMessage {
   id: string | null; // the last id seen on the stream, as EventSource's lastEventId

@@ -1,5 +1,5 @@
 // State shared between views: the selected runs (kept for this tab) and a tick that
-// makes every view read again (after a token was given).
+// makes every view read again (after logging in).
 import { signal } from "@preact/signals";
 import { MAX_COMPARE } from "./urlstate";
 

@@ -273,14 +273,14 @@ def test_with_auth_the_page_asks_for_a_token_and_shows_only_its_owner(tmp_path: 
     srv = ServerProcess("--auth", root=root).start()
     try:
         page = open_page("/runs", base=srv.url)
-        form = page.get_by_role("heading", name="This server needs a token")
+        form = page.get_by_role("heading", name="Log in to ML-Dash")
         form.wait_for()
-        page.get_by_role("textbox", name="Token").fill(token)
-        page.get_by_role("button", name="Use token").click()
+        page.get_by_label("Token").fill(token)
+        page.get_by_role("button", name="Log in").click()
         runs = wait_for_runs(page, 4)
         assert all(p.startswith("alice/") for p in runs)
         page.get_by_role("link", name="run-1").first.click()
-        chart(page, "train", "loss")  # series and events carry the token too
+        chart(page, "train", "loss")  # series and events carry the session cookie too
         page.close()
     finally:
         srv.stop()

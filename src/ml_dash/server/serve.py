@@ -112,7 +112,8 @@ def startup_lines(p: ServePlan, tokens: int | None) -> list[str]:
     lines = [f"ml-dash server: serving {served} at {p.url}",
              f"dashboard: open {p.url}/ in a browser"]
     if p.auth:
-        lines.append("auth: ON (send 'Authorization: Bearer <token>')")
+        lines.append("auth: ON (clients send 'Authorization: Bearer <token>'; the dashboard asks for a token once "
+                     "and keeps an HttpOnly session cookie)")
         if tokens == 0:
             where = "--mongo URI --mongo-db " + p.mongo.database if p.mongo is not None else "--root " + p.root
             lines.append(f"no tokens yet: create one with `ml-dash token create --owner NAME {where}`")

@@ -67,13 +67,16 @@ class SessionInfo(wire.Body):
 
 @dataclass
 class _Session:
-    token: str  # verified again on every use: a revoked token ends the session
+    # Verified again on every use, so a revoked token ends the session; the TokenStore
+    # protocol verifies whole tokens, so the token itself is what is kept (in memory only).
+    token: str
     owner: str
     used_at: float
 
 
 def _key(session_id: str) -> str:
-    # Looked up by hash, so neither the ids nor the time a lookup takes tell anything about them.
+    # The table is keyed by hashes, not by the ids browsers send, so the time a lookup
+    # takes (dict keys are compared) says nothing about the id of a live session.
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
@@ -134,9 +137,10 @@ class SessionStore:
             if owner is None or owner != found.owner:
                 self._sessions.pop(key, None)
                 return None
-            if key in self._sessions:  # not closed meanwhile
-                found.used_at = now
-                self._sessions.move_to_end(key)
+            if key not in self._sessions:  # logged out meanwhile
+                return None
+            found.used_at = now
+            self._sessions.move_to_end(key)
         return owner
 
     def close(self, session_id: str) -> None:
