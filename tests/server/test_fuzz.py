@@ -69,8 +69,10 @@ def test_every_route_answers_generated_requests_as_described(case: schemathesis.
     case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
 
+# 300 per route: at 1,000 this took two thirds of the slow run (23 of 36 minutes on a
+# loaded machine), which CI's time limit cannot afford as the browser tests arrive.
 @pytest.mark.slow
 @schema.parametrize()
-@settings(FUZZ, max_examples=1000)
+@settings(FUZZ, max_examples=300)
 def test_every_route_answers_many_generated_requests_as_described(case: schemathesis.Case) -> None:
     case.call_and_validate(excluded_checks=[positive_data_acceptance])
