@@ -152,16 +152,16 @@ def test_logs_read_descending_gives_newest_first(exp: Experiment) -> None:
     assert [r["message"] for r in exp.logs.read(descending=True, offset=3, limit=3)["logs"]] == ["m2", "m1", "m0"]
 
 
-def test_logs_are_echoed_to_stderr_by_default(
+def test_logs_are_echoed_by_default_as_level_message(
     make_exp: Callable[..., Experiment], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("ML_DASH_ECHO")
     exp = make_exp()
     with exp.run:
         exp.log("echo me please", level="warning")
-    err = capsys.readouterr().err
-    assert "echo me please" in err
-    assert "warn" in err
+    captured = capsys.readouterr()
+    assert "[WARN] echo me please" in captured.out  # debug, info and warn: stdout
+    assert "echo me please" not in captured.err
 
 
 def test_echo_false_keeps_the_console_quiet(
@@ -196,4 +196,4 @@ def test_echo_true_overrides_ml_dash_echo_0_env(
     exp = make_exp(echo=True)
     with exp.run:
         exp.log("loud line")
-    assert "loud line" in capsys.readouterr().err
+    assert "[INFO] loud line" in capsys.readouterr().out

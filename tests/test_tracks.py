@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ml_dash import Experiment, InvalidValueError
+from ml_dash.errors import NotFoundError
 from support.files import jsonl, strict_json
 
 # -- tracks -------------------------------------------------------------------------------
@@ -106,7 +107,8 @@ def test_track_slice_find_by_time_gives_the_last_entry_at_or_before(exp: Experim
     assert view.findByTime(3.5)["x"] == 30.0
     assert view.findByTime(3.0)["x"] == 30.0
     assert view.findByTime(100.0)["x"] == 40.0
-    assert view.findByTime(1.5) is None
+    with pytest.raises(NotFoundError, match="No entry found with timestamp"):
+        view.findByTime(1.5)
 
 
 def test_track_flush_writes_the_data_file(exp: Experiment) -> None:

@@ -1,5 +1,6 @@
 """ML-Dash: fast, crash-safe experiment tracking (params, metrics, logs, tracks)."""
 
+from .buffer import BufferConfig
 from .errors import (
     ExperimentBusyError,
     ExperimentExistsError,
@@ -11,12 +12,16 @@ from .errors import (
     StorageError,
 )
 from .experiment import Experiment, Run
+from .params import ParametersBuilder
 from .reading import ExperimentReader, find, open
+from .run import RUN, find_project_root
 from .stores import LocalStore, Store
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "RUN",
+    "BufferConfig",
     "Experiment",
     "ExperimentBusyError",
     "ExperimentExistsError",
@@ -27,10 +32,12 @@ __all__ = [
     "MLDashError",
     "NotFoundError",
     "NotStartedError",
+    "ParametersBuilder",
     "Run",
     "StorageError",
     "Store",
     "__version__",
     "find",
+    "find_project_root",
     "open",
 ]

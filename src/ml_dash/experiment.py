@@ -9,14 +9,16 @@ import warnings
 import weakref
 from typing import Any
 
+from .buffer import BufferConfig
 from .errors import InvalidValueError, MLDashError, StorageError
 from .logs import Logs, echo_default
 from .metrics import Metrics
 from .names import parse_prefix
 from .outbox import Call
 from .ownership import Ownership, check_resume, lease_from
-from .params import Params
+from .params import ParametersBuilder
 from .records import ExperimentInfo
+from .run import RUN, calling_script, expand_exp_templates, expand_templates, new_run_id, path_stem
 from .session import Session
 from .stores.base import Store
 from .stores.factory import CLAIM_TIMEOUT, open_backend
@@ -30,11 +32,67 @@ _running: weakref.WeakSet[Experiment] = weakref.WeakSet()
 _UNSET: Any = object()
 
 
-class Run:
-    """``exp.run``: a context manager, or ``start()``/``complete()``/``fail()``/``cancel()``."""
+# RUN attributes an experiment's run takes from the class defaults (the prefix, owner,
+# project and name are the experiment's own).
+_RUN_DEFAULTS = ("user", "job_name", "job_counter", "now", "id", "entry", "path_stem", "project_root", "readme")
 
-    def __init__(self, exp: Experiment) -> None:
+
+class Run(RUN):
+    """``exp.run``: a context manager, or ``start()``/``complete()``/``fail()``/``cancel()``.
+
+    It also carries the run's attributes, as :class:`~ml_dash.run.RUN` does: ``prefix``
+    (as given), ``owner``, ``project``, ``name`` (the experiment's), ``id``, ``now``,
+    ``date``, ``datetime_str``, ``user``, ``entry``, ``path_stem``, ``job_counter``,
+    ``job_name``, and any keyword the experiment did not know. Assigning ``prefix``
+    before the start re-targets the experiment (``{EXP.attr}`` expanded).
+    """
+
+    _exp: Experiment
+    _prefix: str
+
+    def __init__(self, exp: Experiment, prefix: str, **overrides: Any) -> None:
         self._exp = exp
+        self._prefix = prefix
+        for key in _RUN_DEFAULTS:
+            setattr(self, key, getattr(RUN, key))
+        for key, value in overrides.items():
+            setattr(self, key, value)
+        if self.entry is None:
+            self.entry = calling_script()
+        if self.path_stem is None and self.entry is not None:
+            self.path_stem = path_stem(str(self.entry), self.project_root)
+        if isinstance(RUN.job_counter, int):
+            RUN.job_counter += 1
+        expand_templates(self)
+
+    @property
+    def prefix(self) -> str:
+        """The prefix as given (``exp.prefix`` is the experiment's full one)."""
+        return str(self._prefix)
+
+    @prefix.setter
+    def prefix(self, value: str) -> None:
+        exp = self._exp
+        if exp._session.running:
+            raise RuntimeError(
+                f"Cannot change the prefix of experiment {exp.prefix!r} while its run goes: set run.prefix "
+                "before run.start() (or before entering `with exp.run:`)"
+            )
+        expanded = expand_exp_templates(str(value), self)
+        exp._retarget(expanded)
+        self._prefix = expanded
+
+    @property
+    def owner(self) -> str:  # type: ignore[override]  # the experiment's, read-only
+        return self._exp.owner
+
+    @property
+    def project(self) -> str:  # type: ignore[override]
+        return self._exp.project
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self._exp.name
 
     def __enter__(self) -> Experiment:
         self.start()
@@ -93,6 +151,7 @@ class Experiment:
         tags: list[str] | None = None,
         readme: str | None = None,
         description: str | None = None,
+        bindrs: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
         echo: bool | None = None,
         flush_interval: float | None = None,
@@ -101,9 +160,12 @@ class Experiment:
         resume: str = "allow",
         join: bool = False,
         lease_seconds: float | None = None,
+        buffer_config: BufferConfig | None = None,
+        **run_params: Any,
     ) -> None:
         prefix = prefix or name or os.environ.get("ML_DASH_PREFIX")
         parsed = parse_prefix(prefix, project)
+        given_prefix = str(prefix)
         dash_url = dash_url or os.environ.get("ML_DASH_URL") or None
         explicit_root = dash_root is not _UNSET and dash_root is not None
         root = os.environ.get("ML_DASH_ROOT") or ".dash"
@@ -114,8 +176,9 @@ class Experiment:
         self.folders = parsed.folders
         self.api_key = api_key or os.environ.get("ML_DASH_API_KEY")
         self.echo = echo_default() if echo is None else bool(echo)
+        self.buffer_config = buffer = buffer_config if buffer_config is not None else BufferConfig.from_env()
         if flush_interval is None:
-            flush_interval = float(os.environ.get("ML_DASH_FLUSH_INTERVAL", "0.5"))
+            flush_interval = buffer.setting("flush_interval") or 0.5
         self.flush_interval = flush_interval
         self.close_timeout = close_timeout if close_timeout is not None else (30.0 if dash_url else 10.0)
         if check_timeout is None:
@@ -129,24 +192,30 @@ class Experiment:
         self.dash_url = dash_url
         backend = open_backend(root, dash_url, self.api_key, keep_local=explicit_root, timeout=self.close_timeout)
         self.dash_root: str | None = backend.local_root
+        self.description = description if description is not None else readme
+        self.readme = readme if readme is not None else description
+        self.bindrs = [check_text(str(b), "bindrs") for b in (bindrs or ())]
         self.info = ExperimentInfo(
             prefix=self.prefix,
             owner=self.owner,
             project=self.project,
             name=self.name,
             folders=self.folders,
-            description=description if description is not None else readme,
+            description=self.description,
             tags=tuple(check_text(str(tag), "tags") for tag in (tags or ())),
             metadata=normalize(dict(metadata or {}), "metadata"),
         )
         self.status: str | None = None
         self.close_report: CloseReport | None = None
-        self._session = Session(self.prefix, backend, flush_interval, self._on_result)
-        self._params = Params(self._session)
+        self._session = Session(
+            self.prefix, backend, flush_interval, self._on_result, synchronous=not buffer.buffer_enabled,
+            retry_base_delay=buffer.setting("retry_base_delay"), retry_max_delay=buffer.setting("retry_max_delay"),
+        )
+        self._params = ParametersBuilder(self._session)
         self._metrics = Metrics(self._session)
         self._logs = Logs(self._session, self.echo)
         self._tracks = Tracks(self._session)
-        self.run = Run(self)
+        self.run = Run(self, given_prefix, **run_params)
 
     # -- public ------------------------------------------------------------------------
 
@@ -156,7 +225,7 @@ class Experiment:
         return os.path.join(self.dash_root, *self.prefix.split("/")) if self.dash_root else None
 
     @property
-    def params(self) -> Params:
+    def params(self) -> ParametersBuilder:
         self._session.require_running("params")
         return self._params
 
@@ -175,9 +244,11 @@ class Experiment:
         self._session.require_running("tracks")
         return self._tracks
 
-    def log(self, message: Any, level: str = "info", metadata: dict[str, Any] | None = None) -> None:
-        """Record one log line (``logs/logs.jsonl``); ``level`` is debug/info/warn/error/fatal."""
-        self._logs.write(message, level, metadata)
+    def log(self, message: Any, level: str = "info", metadata: dict[str, Any] | None = None,
+            **extra: Any) -> None:
+        """Record one log line (``logs/logs.jsonl``); ``level`` is debug/info (the
+        default)/warn/error/fatal; ``extra`` keywords merge into ``metadata``."""
+        self._logs.write(message, level, metadata, **extra)
 
     def flush(self) -> None:
         """Write everything queued and fsync it: durable when this returns (or warns)."""
@@ -203,6 +274,10 @@ class Experiment:
         self._check_server()
         self._claim()
         self._session.start()
+        self._metrics._attach()
+        self._tracks._attach()
+        if self.run.id is None:
+            self.run.id = new_run_id()
         self.status = "RUNNING"
         self.info = self.info.with_changes(status="RUNNING", started_at=time.time(), ended_at=None)
         self._session.control("open_experiment", None, self.info)
@@ -267,6 +342,16 @@ class Experiment:
             self.name = parsed.name
             self.info = self.info.with_changes(prefix=prefix, name=parsed.name)
         self._session.ownership = ownership
+
+    def _retarget(self, prefix: str) -> None:
+        """Before the start: make ``prefix`` this experiment's (InvalidNameError if it is
+        not a valid prefix). Nothing was written yet, so only names change."""
+        parsed = parse_prefix(prefix)
+        self.prefix = self._session.prefix = parsed.path
+        self.owner, self.project, self.name = parsed.owner, parsed.project, parsed.name
+        self.folders = parsed.folders
+        self.info = self.info.with_changes(prefix=parsed.path, owner=parsed.owner, project=parsed.project,
+                                           name=parsed.name, folders=parsed.folders)
 
     def _check_server(self) -> None:
         """Remote and hybrid modes: ask the server, within ``check_timeout`` seconds,

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 _ALIASES = {"warning": "warn", "critical": "fatal", "err": "error"}
+_TO_STDERR = ("error", "fatal")
 
 
 def normalize_level(level: Any) -> str:
@@ -33,6 +34,14 @@ def echo_default() -> bool:
     return os.environ.get("ML_DASH_ECHO", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def echo_line(level: str, message: str, metadata: dict[str, Any] | None) -> None:
+    """Print ``[LEVEL] message`` plus `` [k=v, k2=v2]`` when there is metadata, as the
+    public SDK does: error and fatal to ``sys.stderr``, the others to ``sys.stdout``."""
+    suffix = " [" + ", ".join(f"{k}={v}" for k, v in metadata.items()) + "]" if metadata else ""
+    stream = sys.stderr if level in _TO_STDERR else sys.stdout
+    print(f"[{level.upper()}] {message}{suffix}", file=stream)
+
+
 class Logs:
     """``exp.logs``: shortcuts per level and reading back."""
 
@@ -40,24 +49,31 @@ class Logs:
         self._session = session
         self.echo = echo
 
-    def write(self, message: Any, level: Any = "info", metadata: dict[str, Any] | None = None) -> None:
-        """Queue one log line; echo it to stderr when echo is on."""
+    def write(self, message: Any, level: Any = "info", metadata: dict[str, Any] | None = None,
+              **extra: Any) -> None:
+        """Queue one log line (``logs/logs.jsonl``); ``extra`` keywords merge into
+        ``metadata``. With echo on, print it as
+        ``[LEVEL] message [k=v, ...]``: debug, info and warn to stdout, error and fatal
+        to stderr (the streams ``sys`` holds at the time of the call)."""
         self._session.require_running("log")
         channel = self._session.channel("logs")
         lvl = normalize_level(level)
         text = check_text(message if isinstance(message, str) else str(message), "message")
         meta = None
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidValueError(f"log metadata must be a dict, got {type(metadata).__name__}")
+        if extra:
+            metadata = {**(metadata or {}), **extra}
         if metadata is not None:
-            if not isinstance(metadata, dict):
-                raise InvalidValueError(f"log metadata must be a dict, got {type(metadata).__name__}")
             meta = normalize(metadata, "metadata")
         queue = channel.queue
         queue.append(LogRecord(now(), lvl, text, meta))
-        if not len(queue) & HANDOFF_MASK:
+        if self._session.synchronous:
+            self._session.hand_over(channel)
+        elif not len(queue) & HANDOFF_MASK:
             self._session.poke(queue)
         if self.echo:
-            suffix = f" {meta}" if meta else ""
-            print(f"[{lvl}] {text}{suffix}", file=sys.stderr)
+            echo_line(lvl, text, meta)
 
     def debug(self, message: Any, **metadata: Any) -> None:
         self.write(message, "debug", metadata or None)

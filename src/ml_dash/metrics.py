@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import now, resolve_ts, thread_state
 from .errors import InvalidValueError, NotStartedError
+from .metric_cache import SummaryCache
 from .names import validate_name
 from .records import MetricPage, MetricStats, StreamDescription
 from .series import Series
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 class MetricStream:
     """One named metric stream: ``exp.metrics("train")``."""
 
-    __slots__ = ("_channel", "_metrics", "_poke", "_queue", "_session", "description", "metadata", "name", "tags")
+    __slots__ = ("_channel", "_metrics", "_poke", "_queue", "_session", "_summary_cache", "description", "metadata",
+                 "name", "tags")
 
     def __init__(self, metrics: Metrics, name: str, channel: Channel) -> None:
         self.name = name
@@ -35,6 +37,7 @@ class MetricStream:
         self.description: str | None = None
         self.tags: list[str] = []
         self.metadata: dict[str, Any] = {}
+        self._summary_cache: SummaryCache | None = None
 
     def log(self, **fields: Any) -> MetricStream:
         """Append one point with these fields; returns the stream (for chaining).
@@ -100,8 +103,41 @@ class MetricStream:
         self._metrics.buffer.add(self.name, values)
         return self
 
+    @property
+    def summary_cache(self) -> SummaryCache:
+        """This stream's :class:`~ml_dash.metric_cache.SummaryCache` (store, set, summarize, peek)."""
+        cache = self._summary_cache
+        if cache is None:
+            cache = self._summary_cache = SummaryCache(self)
+        return cache
+
+    def list_all(self) -> list[MetricStats]:
+        """Every stream of this experiment with ``totalDataPoints``, in name order (also
+        through a stream kept after the run ended)."""
+        session = self._session
+        session.flush()
+        return session.reader.list_metrics(session.prefix)
+
+    def _attach(self, channel: Channel) -> None:
+        """A new run started: points go to its writer from now on."""
+        self._channel = channel
+        self._queue = channel.queue
+
+
+class SyncMetricStream(MetricStream):
+    """A stream of an experiment whose buffer is disabled (``BufferConfig``): each point
+    is in the store's file (the outbox, remote-only) when ``log`` returns."""
+
+    __slots__ = ()
+
+    def log(self, **fields: Any) -> MetricStream:
+        MetricStream.log(self, **fields)
+        self._session.hand_over(self._channel)
+        return self
+
 
 _INF = math.inf
+UNNAMED = "None"  # the unnamed stream's folder and name, as the public SDK stores it
 _AGGREGATIONS = ("mean", "std", "min", "max", "count", "median", "sum", "p50", "p90", "p95", "p99", "first", "last")
 
 
@@ -166,7 +202,7 @@ class SummaryBuffer:
         aggs = aggs or ("mean",)
         for how in aggs:
             if how not in _AGGREGATIONS:
-                raise InvalidValueError(f"unknown aggregation {how!r}; choose from {', '.join(_AGGREGATIONS)}")
+                raise InvalidValueError(f"Unsupported aggregation: {how!r}; choose from {', '.join(_AGGREGATIONS)}")
         logged: dict[str, dict[str, Any]] = {}
         for stream, fields in self._values.items():
             point: dict[str, Any] = dict(extra)
@@ -193,21 +229,26 @@ class Metrics:
 
     def __call__(
         self,
-        name: str,
+        name: str | None = None,
         description: str | None = None,
         tags: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> MetricStream:
-        """The stream ``name`` (the same object on every call while the run goes).
+        """The stream ``name`` (the same object on every call, for the experiment's life:
+        it logs again once a new run starts). ``None`` is the unnamed stream, stored as
+        ``"None"`` (as the public SDK does).
 
         ``description``, ``tags`` and ``metadata``, when given, are stored with the
         stream (``metrics/<name>/metadata.json`` locally). Raises InvalidNameError.
         """
+        if name is None:
+            name = UNNAMED
         stream = self._streams.get(name)
         if stream is None:
             self._session.require_running("metrics")
             validate_name(name, "metric name")
-            stream = self._streams[name] = MetricStream(self, name, self._session.channel("metrics", name))
+            kind = SyncMetricStream if self._session.synchronous else MetricStream
+            stream = self._streams[name] = kind(self, name, self._session.channel("metrics", name))
         if description is not None or tags is not None or metadata is not None:
             if description is not None:
                 stream.description = check_text(str(description), "description")
@@ -228,13 +269,47 @@ class Metrics:
 
     list_all = list
 
+    def log(self, _flush: bool = False, **fields: Any) -> Metrics:
+        """One point of the unnamed stream (``exp.metrics(None)``) made of the plain
+        fields; and for each field whose value is a dict, ``k={...}``, one point of
+        stream ``k`` made of the plain fields and the dict's fields (the dict's win).
+        ``_ts`` (resolved once) is the time of all of them; ``_flush=True`` writes them
+        now. Returns ``exp.metrics`` (calls chain). InvalidValueError without fields."""
+        ts = fields.pop("_ts", None)
+        ts = now() if ts is None else resolve_ts(ts, "metrics.log")
+        plain: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in fields.items():
+            if isinstance(value, dict):
+                nested[key] = value
+            else:
+                plain[key] = value
+        if not plain and not nested:
+            raise InvalidValueError("metrics.log() needs at least one field")
+        for name, values in nested.items():  # names checked before anything is logged
+            validate_name(name, "metric name")
+            if not values and not plain:
+                raise InvalidValueError(f"metrics.log(): {name}={{}} gives stream {name!r} no field")
+        if plain:
+            self(None).log(**plain, _ts=ts)
+        for name, values in nested.items():
+            self(name).log(**{**plain, **values, "_ts": ts})
+        if _flush:
+            self.flush()
+        return self
+
     def flush(self) -> Metrics:
         """Write all queued metric points now."""
         self._session.flush()
         return self
 
+    def _attach(self) -> None:
+        """A new run started: the streams kept from the last one log into it."""
+        for name, stream in self._streams.items():
+            stream._attach(self._session.channel("metrics", name))
+
     def _detach(self) -> None:
-        """The run ended: its streams stop taking points; a new run makes new ones."""
+        """The run ended: its streams stop taking points (until a new run starts), and
+        stay readable."""
         for stream in self._streams.values():
             stream._queue = None
-        self._streams.clear()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .errors import InvalidNameError
 
-MAX_SEGMENT = 128
+MAX_SEGMENT = 255  # characters, as the ML-Dash SDK allows; the byte limit below still holds
 MAX_SEGMENT_BYTES = 255  # what ext4, xfs, btrfs and APFS allow for one file name
 MAX_NAME = 512
 # Names the stores give their own files and folders, beside the user's folders (an

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +85,30 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
-class Params:
+def class_fields(cls: type) -> dict[str, Any]:
+    """A class given as a param value, as a dict: its own public attributes that are
+    neither callable nor classes nor descriptors (``class Args: lr = 0.1`` -> ``{"lr": 0.1}``)."""
+    return {
+        name: value
+        for name, value in vars(cls).items()
+        if not name.startswith("_") and not callable(value) and not inspect.isclass(value)
+        and not isinstance(value, property | classmethod | staticmethod)
+    }
+
+
+def expand_classes(params: Mapping[str, Any], depth: int = 0) -> dict[str, Any]:
+    """``params`` with every class value (also inside dicts) turned into :func:`class_fields`."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if inspect.isclass(value):
+            value = class_fields(value)
+        if isinstance(value, Mapping) and depth < DEFAULT.max_depth:
+            value = expand_classes(value, depth + 1)
+        out[key] = value
+    return out
+
+
+class ParametersBuilder:
     """``exp.params``: ``set`` merges, ``get`` reads back."""
 
     def __init__(self, session: Session) -> None:
@@ -99,7 +123,7 @@ class Params:
         limit (``ml_dash.limits``); nothing of the call is stored then.
         """
         self._session.require_running("params")
-        flat = flatten(params)
+        flat = flatten(expand_classes(params))
         check_size({**self._set_now, **flat})
         self._set_now.update(flat)
         self._session.control("set_params", None, flat)
@@ -118,3 +142,35 @@ class Params:
             data = {}
         data.update({k: v for k, v in self._set_now.items() if k not in data})
         return data if flatten else unflatten(data)
+
+    @staticmethod
+    def flatten_dict(d: Mapping[str, Any], parent_key: str = "", sep: str = ".") -> dict[str, Any]:
+        """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (keys joined under ``parent_key`` with
+        ``sep``): dicts are recursed into, an empty one vanishes, every other value
+        (lists, None, bools) is kept as is. Pure: ``d`` is not changed."""
+        flat: dict[str, Any] = {}
+        for key, value in d.items():
+            full = f"{parent_key}{sep}{key}" if parent_key else key
+            if isinstance(value, Mapping):
+                flat.update(ParametersBuilder.flatten_dict(value, full, sep))
+            else:
+                flat[full] = value
+        return flat
+
+    @staticmethod
+    def unflatten_dict(d: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
+        """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, splitting keys on ``sep``. Pure."""
+        nested: dict[str, Any] = {}
+        for key, value in d.items():
+            node = nested
+            parts = key.split(sep)
+            for part in parts[:-1]:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node = child
+            node[parts[-1]] = value
+        return nested
+
+
+Params = ParametersBuilder  # the name this package used first

@@ -21,10 +21,25 @@ from .writer import Channel, CloseReport, OnResult, Writer
 class Session:
     """One experiment's writer over its backend, between ``run.start()`` and the end."""
 
-    def __init__(self, prefix: str, backend: Backend, flush_interval: float, on_result: OnResult) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        backend: Backend,
+        flush_interval: float,
+        on_result: OnResult,
+        *,
+        synchronous: bool = False,
+        retry_base_delay: float | None = None,
+        retry_max_delay: float | None = None,
+    ) -> None:
         self.prefix = prefix
         self.backend = backend
         self.flush_interval = flush_interval
+        # Every record in the store's files before the call that logged it returns
+        # (BufferConfig(buffer_enabled=False)); the stream classes check it once, at creation.
+        self.synchronous = synchronous
+        self.retry_base_delay = retry_base_delay
+        self.retry_max_delay = retry_max_delay
         self._on_result = on_result
         self._writer: Writer | None = None
         self._control: Channel | None = None
@@ -53,6 +68,8 @@ class Session:
                     outbox=self.backend.outbox,
                     flush_interval=self.flush_interval,
                     on_result=self._on_result,
+                    retry_base_delay=self.retry_base_delay,
+                    retry_max_delay=self.retry_max_delay,
                 )
             except BaseException:
                 ownership, self.ownership = self.ownership, None
@@ -108,6 +125,13 @@ class Session:
         writer = self._writer
         if writer is not None:
             writer.flush(channel)
+
+    def hand_over(self, channel: Channel) -> None:
+        """Write what ``channel`` (and the control channel) holds into the store's files
+        (the outbox, remote-only) now, from the calling thread; never waits for a server."""
+        writer = self._writer
+        if writer is not None:
+            writer.hand_over(channel)
 
     def control(self, op: str, name: str | None, *args: Any) -> None:
         """Queue the store call ``op`` (open, update, params, describe) and hand it to

@@ -103,6 +103,7 @@ class Backoff:
     store asked for (``Retry-After``); an explicit flush retries at once."""
 
     base: float
+    cap: float = MAX_BACKOFF
     failing: bool = False
     delay: float = 0.0
     retry_at: float = 0.0
@@ -112,7 +113,7 @@ class Backoff:
 
     def fail(self, exc: BaseException) -> bool:
         """Note a failure; True when this starts a failing spell (warn once)."""
-        self.delay = min(max(self.delay * 2, self.base), MAX_BACKOFF)
+        self.delay = min(max(self.delay * 2, self.base), self.cap)
         asked = exc.retry_after if isinstance(exc, ServerUnavailableError) else None
         wait = self.delay if asked is None else max(self.delay, asked)
         self.retry_at = time.monotonic() + min(wait, 60.0)
@@ -225,6 +226,8 @@ class Writer:
         max_pending: int = 500_000,  # about 100 MB of small points while the store fails
         on_result: OnResult | None = None,
         handoff_interval: float = HANDOFF_INTERVAL,
+        retry_base_delay: float | None = None,
+        retry_max_delay: float | None = None,
     ) -> None:
         """``primary`` is written directly (None in remote-only mode); calls for the
         ``replica`` go through ``outbox``. ``on_result(call, answer)`` sees the answer
@@ -232,7 +235,9 @@ class Writer:
 
         Records reach the stores (a ``write``) within about ``handoff_interval``
         seconds (at most ``flush_interval``); what was written is fsynced every
-        ``flush_interval`` seconds."""
+        ``flush_interval`` seconds. While a store fails, a channel retries after
+        ``retry_base_delay`` seconds (default ``flush_interval``), doubling up to
+        ``retry_max_delay`` (default ``MAX_BACKOFF``)."""
         if flush_interval <= 0:
             raise InvalidValueError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
         if (replica is None) != (outbox is None) or (primary is None and replica is None):
@@ -247,6 +252,8 @@ class Writer:
         if outbox is not None:
             outbox.batch_size = batch_size
         self.max_pending = max_pending
+        self._retry_base = float(retry_base_delay) if retry_base_delay is not None else self.flush_interval
+        self._retry_cap = float(retry_max_delay) if retry_max_delay is not None else MAX_BACKOFF
         self._on_result = on_result
         self._channels: dict[tuple[str, str], Channel] = {}
         self._order: list[Channel] = []
@@ -296,7 +303,7 @@ class Writer:
                 ch = self._channels.get(key)
                 if ch is None:
                     ch = Channel(kind, name, self._call_maker(kind, name))
-                    ch.backoff = Backoff(self.flush_interval)
+                    ch.backoff = Backoff(self._retry_base, max(self._retry_cap, self._retry_base))
                     self._channels[key] = ch
                     self._by_queue[id(ch.queue)] = ch
                     self._order = sorted(self._channels.values(), key=lambda c: c.kind != "control")

@@ -25,7 +25,7 @@ BAD_SEGMENTS = {
     "reserved": "experiment.json",
     "tmp": ".tmp-x",
     "spaces": " a",
-    "long-segment": "x" * 129,
+    "long-segment": "x" * 256,
 }
 BAD_NAMES = {
     **BAD_SEGMENTS,
