@@ -113,7 +113,8 @@ def test_sync_refreshes_the_counters_of_streams_appended_to_and_keeps_the_descri
     assert track["columns"] == ["timestamp", "x", "y", "z"]  # derived from the data
     assert (track["totalEntries"], track["firstTimestamp"], track["lastTimestamp"]) == (2, 5.0, 7.5)
     assert set(track) == {
-        "name", "createdAt", "columns", "totalEntries", "firstTimestamp", "lastTimestamp", "updatedAt"
+        "name", "createdAt", "columns", "totalEntries", "firstTimestamp", "lastTimestamp", "updatedAt",
+        "trackId", "topic",  # what the ML-Dash SDK's lister needs
     }
 
 

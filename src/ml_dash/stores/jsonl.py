@@ -44,6 +44,7 @@ from .lines import (
     decode_block,
     is_valid,
     last_newline_end,
+    lenient_decode,
     line_before,
     lines_backward,
     open_file,
@@ -122,7 +123,9 @@ def decode_line(line: bytes, path: str) -> dict[str, Any]:
     try:
         value = _decode(line)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise StorageError(f"{path}: a line is not valid JSON: {exc}") from exc
+        value = lenient_decode(line)  # the ML-Dash SDK's NaN tokens
+        if value is None:
+            raise StorageError(f"{path}: a line is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise StorageError(f"{path}: a line is not a JSON object")
     return value

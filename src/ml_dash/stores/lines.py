@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import functools
 import gc
+import json
 import os
 import re
 import warnings
@@ -31,6 +32,37 @@ _PROMOTE_AFTER = 100_000
 _decode = msgspec.json.decode
 _decode_lines = msgspec.json.Decoder().decode_lines
 _OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+# The ML-Dash SDK writes non-finite floats as the bare tokens NaN, Infinity and -Infinity
+# (Python's json module does), which is not JSON: msgspec refuses such a line. Only a line
+# msgspec refused is looked at again, so lines as ML-Dash writes them cost nothing more.
+_NONFINITE_TOKEN = re.compile(rb"NaN|Infinity").search
+
+
+def lenient_decode(line: bytes) -> Any:
+    """The value of a line msgspec refused, when it is JSON but for bare ``NaN`` /
+    ``Infinity`` / ``-Infinity`` tokens (read as floats); None for any other line."""
+    if not _NONFINITE_TOKEN(line):
+        return None
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
+def decode_with_tokens(decoder: Any, line: bytes) -> Any:
+    """``decoder.decode(line)`` (a msgspec Decoder, typed or not); a line that fails
+    only for bare non-finite tokens is decoded leniently and converted to the decoder's
+    type. Raises msgspec.DecodeError (or ValidationError) like the decoder."""
+    try:
+        return decoder.decode(line)
+    except msgspec.DecodeError:
+        value = lenient_decode(line)
+        if value is None:
+            raise
+        target = decoder.type
+        return value if target is Any else msgspec.convert(value, target, strict=False)
 
 
 def open_file(path: str, flags: int, mode: int = 0o644) -> int:
@@ -134,7 +166,7 @@ def line_counter(line: bytes, key: str) -> int | None:
     """The counter ``key`` of one line, or None if the line is damaged (not a JSON object
     with a non-negative integer ``key``)."""
     try:
-        value = getattr(_head_decoder(key).decode(line), key)
+        value = getattr(decode_with_tokens(_head_decoder(key), line), key)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     return value if type(value) is int and value >= 0 else None
@@ -158,7 +190,7 @@ def counter_of(line: bytes, key: str, path: str) -> int:
 def is_object(line: bytes) -> bool:
     """True when ``line`` is a JSON object (what every line of a file without counters must be)."""
     try:
-        _head_decoder(None).decode(line)
+        decode_with_tokens(_head_decoder(None), line)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return False
     return True
@@ -168,7 +200,7 @@ def line_time(line: bytes, key: str) -> float | None:
     """The number ``key`` of one line (a track entry's ``timestamp``), or None if the line
     is damaged (not a JSON object with a number there)."""
     try:
-        value = getattr(_head_decoder(key).decode(line), key)
+        value = getattr(decode_with_tokens(_head_decoder(key), line), key)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     return float(value) if type(value) is int or type(value) is float else None
@@ -230,7 +262,11 @@ def decode_block(block: bytes, path: str = "") -> list[Any]:
                 try:
                     out.append(_decode(line))
                 except (msgspec.DecodeError, UnicodeDecodeError):
-                    skipped += 1
+                    value = lenient_decode(line)  # the ML-Dash SDK's NaN tokens
+                    if value is None:
+                        skipped += 1
+                    else:
+                        out.append(value)
         if out and set(map(type, out)) != {dict}:
             kept = [line for line in out if type(line) is dict]
             skipped += len(out) - len(kept)

@@ -58,12 +58,13 @@ from ..records import (
 )
 from ..series import Series
 from ..summaries import FieldStats, RunSummary
-from . import claims, codec, line_index, local_reads, log_index, track_pages
+from . import claims, codec, line_index, local_reads, log_index, sdk_folders, track_pages
 from . import local_claims as owners
 from . import local_docs as docs
 from .fdpool import FilePool, shared_pool
 from .jsonl import Edge, LockedAppender, decode_block, lock_file, open_lines
 from .lines import count_lines, warn_damaged
+from .run_summary_files import RunSummaryFiles
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DATA = "data.jsonl"
@@ -72,6 +73,7 @@ _BATCH_MARK = b',"batchId":"'
 # A path that runs into a file where a folder must be (or the reverse), or a name the
 # file system cannot hold: the name is the trouble, and retrying will not change it.
 _NAME_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG})
+_VALID_PREFIXES_KEPT = 100_000
 _Stream = tuple[str, str, str]  # (prefix, "metrics" / "tracks" / "logs", name; "" for logs)
 
 
@@ -134,6 +136,7 @@ class LocalStore:
         self._lock = threading.Lock()
         # Streams appended to since their metadata.json was last refreshed.
         self._stale: dict[_Stream, None] = {}
+        self._valid_prefixes: set[str] = set()  # checked by parse_prefix once (listing 1,000 costs ~10 ms)
 
     # -- paths, locks and errors -----------------------------------------------------
 
@@ -141,11 +144,13 @@ class LocalStore:
         """The folder of the experiment ``prefix`` (whether it exists or not)."""
         return os.path.join(self.root, *prefix.split("/"))
 
-    def _stream_folder(self, prefix: str, kind: str, name: str) -> str:
+    def _stream_folder(self, prefix: str, kind: str, name: str, write: bool = False) -> str:
+        if kind == "tracks":  # ours nested, or the ML-Dash SDK's flat folder (sdk_folders)
+            return sdk_folders.track_folder(os.path.join(self.experiment_dir(prefix), kind), name, write)
         return os.path.join(self.experiment_dir(prefix), kind, *name.split("/"))
 
-    def _stream_file(self, prefix: str, kind: str, name: str) -> str:
-        return os.path.join(self._stream_folder(prefix, kind, name), _DATA)
+    def _stream_file(self, prefix: str, kind: str, name: str, write: bool = False) -> str:
+        return os.path.join(self._stream_folder(prefix, kind, name, write), _DATA)
 
     def _logs_file(self, prefix: str) -> str:
         return os.path.join(self.experiment_dir(prefix), "logs", "logs.jsonl")
@@ -177,10 +182,12 @@ class LocalStore:
         appender = self._appenders.get(stream)
         if appender is None:
             prefix, kind, name = stream
-            path = self._logs_file(prefix) if kind == "logs" else self._stream_file(prefix, kind, name)
+            path = self._logs_file(prefix) if kind == "logs" else self._stream_file(prefix, kind, name, True)
             # The folder is made here, not by the appender, so that a name running into
             # a file is refused as that name.
             self._make_folder(os.path.dirname(path), what)
+            if kind == "tracks":  # so that the ML-Dash SDK finds a topic with a "/"
+                sdk_folders.make_alias(os.path.join(self.experiment_dir(prefix), kind), name, os.path.dirname(path))
             with self._lock:
                 appender = self._appenders.get(stream)
                 if appender is None:
@@ -317,27 +324,46 @@ class LocalStore:
         A folder whose ``experiment.json`` cannot be read or is damaged, or whose path is
         not a valid prefix, is left out with a RuntimeWarning naming it.
         """
+        found = []
+        for prefix in self._experiment_prefixes(owner, project):
+            try:
+                info = self.get_experiment(prefix)
+            except StorageError as exc:
+                warnings.warn(f"ml-dash: leaving out {prefix!r} from the list: {exc}", RuntimeWarning, stacklevel=2)
+                continue
+            if info is not None:
+                found.append(info)
+        return found
+
+    def _experiment_prefixes(self, owner: str | None, project: str | None) -> list[str]:
+        """The prefixes of the folders holding an ``experiment.json`` under the root (or
+        one owner, one project), sorted; a path that is not a valid prefix is left out
+        with a RuntimeWarning."""
         base = self.root
         if owner:
             base = os.path.join(base, owner)
             if project:
                 base = os.path.join(base, project)
         found = []
+        skip = len(self.root) + 1
+        valid = self._valid_prefixes
         for folder, dirs, files in os.walk(base, onerror=_warn_unlistable):
             if "experiment.json" in files:
                 dirs[:] = []
-                prefix = os.path.relpath(folder, self.root).replace(os.sep, "/")
-                try:
-                    parse_prefix(prefix)
-                    info = self.get_experiment(prefix)
-                except (StorageError, InvalidNameError) as exc:
-                    warnings.warn(f"ml-dash: leaving out {prefix!r} from the list: {exc}", RuntimeWarning, stacklevel=2)
-                    continue
-                if info is not None:
-                    found.append(info)
+                prefix = folder[skip:].replace(os.sep, "/")
+                if prefix not in valid:
+                    try:
+                        parse_prefix(prefix)
+                    except InvalidNameError as exc:
+                        warnings.warn(f"ml-dash: leaving out {prefix!r} from the list: {exc}", RuntimeWarning,
+                                      stacklevel=3)
+                        continue
+                    if len(valid) < _VALID_PREFIXES_KEPT:
+                        valid.add(prefix)
+                found.append(prefix)
             else:
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        return sorted(found, key=lambda i: i.prefix)
+        return sorted(found)
 
     # -- params ------------------------------------------------------------------------
 
@@ -472,9 +498,12 @@ class LocalStore:
         appender = self._appenders.get(stream) or self._appender(
             stream, "sequenceNumber", f"the logs of experiment {prefix!r}"
         )
-        return appender.append(
+        result = appender.append(
             lambda first: codec.encode_log_lines(records, first, batch_id), len(records), batch_id
         )
+        if not result.duplicate and stream not in self._stale:
+            self._mark_stale(stream)  # logs/.log_sequence is rewritten at the next sync
+        return result
 
     @_guarded
     def query_logs(self, prefix: str, query: LogQuery) -> LogPage:
@@ -551,7 +580,9 @@ class LocalStore:
 
     @_guarded
     def list_tracks(self, prefix: str) -> list[dict[str, Any]]:
-        return [self._track_summary(prefix, topic) for topic in self._stream_names(prefix, "tracks")]
+        tracks = os.path.join(self.experiment_dir(prefix), "tracks")
+        topics = sdk_folders.listed_topics(tracks, self._stream_names(prefix, "tracks"))
+        return [self._track_summary(prefix, topic) for topic in topics]
 
     # -- stream metadata ---------------------------------------------------------------
 
@@ -565,7 +596,12 @@ class LocalStore:
         self, prefix: str, kind: str, name: str, description: StreamDescription | None = None
     ) -> None:
         """Rewrite ``<kind>/<name>/metadata.json``: counters (and track columns) derived
-        from the data file, with ``description`` when given, else the one stored."""
+        from the data file, with ``description`` when given, else the one stored. For the
+        logs, ``logs/.log_sequence`` (the next sequence number: the ML-Dash SDK's
+        appender starts from it)."""
+        if kind == "logs":
+            sdk_folders.write_log_sequence(self._logs_file(prefix))
+            return
         path = os.path.join(self._stream_folder(prefix, kind, name), "metadata.json")
         if kind == "metrics":
             stats = self.metric_stats(prefix, name)
@@ -662,6 +698,14 @@ class LocalStore:
         assert indexes is not None
         return indexes
 
+    def _run_summary_files(self) -> RunSummaryFiles:
+        cache: RunSummaryFiles | None = self.__dict__.get("_summaries")
+        if cache is None:
+            with self._lock:
+                cache = self.__dict__.setdefault("_summaries", RunSummaryFiles(not self.read_only))
+        assert cache is not None
+        return cache
+
     @_guarded
     def metric_series(self, prefix: str, name: str, y: str, x: str = "index", x0: float | None = None,
                       x1: float | None = None, width: int = 1000) -> Series:
@@ -675,8 +719,10 @@ class LocalStore:
 
     @_guarded
     def run_summaries(self, owner: str | None = None, project: str | None = None) -> list[RunSummary]:
-        """One summary (info, params, metric field stats) per experiment under ``owner``/``project``."""
-        return local_reads.run_summaries(self, self._series_indexes(), owner, project)
+        """One summary (info, params, metric field stats) per experiment under
+        ``owner``/``project``, from the ``.ml-dash/summary.json`` kept in each experiment
+        (``run_summary_files``; what changed since it was made is read again)."""
+        return local_reads.run_summaries(self, self._series_indexes(), self._run_summary_files(), owner, project)
 
 
 def _warn_unlistable(exc: OSError) -> None:

@@ -23,6 +23,7 @@ from ..names import parse_prefix
 from ..records import ExperimentInfo, ParamsDoc, StreamDescription
 from ..values import find_nonfinite, restore_nonfinite
 from . import codec
+from .lines import lenient_decode
 
 
 def atomic_write_json(path: str, value: Any) -> None:
@@ -60,7 +61,10 @@ def read_json(path: str) -> Any:
     try:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise StorageError(f"{path} is not valid JSON: {exc}") from exc
+        value = lenient_decode(raw)  # the ML-Dash SDK writes NaN params as bare tokens
+        if value is None:
+            raise StorageError(f"{path} is not valid JSON: {exc}") from exc
+        return value
 
 
 @contextmanager
@@ -99,8 +103,15 @@ def info_to_json(info: ExperimentInfo) -> dict[str, Any]:
     return doc
 
 
+# What the ML-Dash SDK's experiment.json lacks: it records no status (shown COMPLETED, see
+# docs/storage-format.md, "Folders of the public SDK") and spells the creation time
+# ``created_at``.
+SDK_STATUS = "COMPLETED"
+
+
 def info_from_json(prefix: str, doc: dict[str, Any], path: str) -> ExperimentInfo:
-    """The info in ``doc`` (read from ``path``); StorageError when its values are damaged."""
+    """The info in ``doc`` (read from ``path``); StorageError when its values are damaged.
+    A document of the ML-Dash SDK (no ``status``, ``created_at``) reads as COMPLETED."""
     parsed = parse_prefix(prefix)
     with interpreting(path):
         metadata = doc.get("metadata") or {}
@@ -115,8 +126,8 @@ def info_from_json(prefix: str, doc: dict[str, Any], path: str) -> ExperimentInf
             description=doc.get("description"),
             tags=tuple(doc.get("tags") or ()),
             metadata=metadata,
-            status=doc.get("status") or "RUNNING",
-            created_at=codec.parse_iso(doc.get("createdAt")) or 0.0,
+            status=doc.get("status") or ("RUNNING" if "formatVersion" in doc else SDK_STATUS),
+            created_at=codec.parse_iso(doc.get("createdAt") or doc.get("created_at")) or 0.0,
             started_at=codec.parse_iso(doc.get("startedAt")),
             ended_at=codec.parse_iso(doc.get("endedAt")),
             format_version=int(doc.get("formatVersion") or 0),
@@ -172,6 +183,9 @@ def stored_stream_metadata(path: str) -> dict[str, Any]:
     try:
         doc = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
+        doc = lenient_decode(raw)
+        if isinstance(doc, dict):
+            return doc
         warnings.warn(f"ml-dash: {path} is damaged ({exc}); writing it anew", RuntimeWarning, stacklevel=3)
         return {}
     return doc if isinstance(doc, dict) else {}
@@ -201,6 +215,8 @@ def stream_metadata(
             doc.setdefault("tags", [])
             doc.setdefault("metadata", {})
     else:
-        doc.update(name=name, **derived)
+        # trackId and topic: the ML-Dash SDK's lister needs both (sdk_folders)
+        track_id = doc.get("trackId") or f"local-track-{name.replace('/', '_')}"
+        doc.update(name=name, topic=name, trackId=track_id, **derived)
     doc["updatedAt"] = codec.iso_utc(now)
     return doc

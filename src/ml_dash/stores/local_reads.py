@@ -1,21 +1,28 @@
 """The folder store's chart and table reads: series of a metric field (from each
-stream's pyramid index, ``series_index``) and run summaries (from ``experiment.json``,
-``params.json`` and the same indexes).
+stream's pyramid index, ``series_index``) and run summaries (one file per experiment,
+``run_summary_files``, made from ``experiment.json``, ``parameters.json`` and the same
+indexes).
 
-Both are derived from the data files and kept beside them (``metrics/<name>/.series/``);
-nothing here rescans a data file that has not grown. A store opened read-only
-(``ml_dash.open``) keeps the indexes in memory and writes nothing.
+Both are derived from the data files and kept beside them (``metrics/<name>/.series/``,
+``.ml-dash/summary.json``); nothing here rescans a data file that has not grown. A
+store opened read-only (``ml_dash.open``) keeps them in memory and writes nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+import warnings
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..errors import StorageError
+from ..records import ExperimentInfo
 from ..series import Series
 from ..summaries import FieldStats, RunSummary
+from . import local_docs as docs
+from .run_summary_files import RunSummaryFiles, StreamEntry, SummaryFile
 from .series_index import SeriesIndex
 
 if TYPE_CHECKING:
@@ -62,16 +69,53 @@ def field_stats(store: LocalStore, indexes: SeriesIndexes, prefix: str, name: st
     return indexes.get(folder).field_stats()
 
 
-def run_summaries(store: LocalStore, indexes: SeriesIndexes, owner: str | None = None,
+def run_summaries(store: LocalStore, indexes: SeriesIndexes, cache: RunSummaryFiles, owner: str | None = None,
                   project: str | None = None) -> list[RunSummary]:
-    """One summary per experiment under ``owner`` (and ``project``)."""
+    """One summary per experiment under ``owner`` (and ``project``), by prefix, from
+    each experiment's ``.ml-dash/summary.json`` (``run_summary_files``): what changed since
+    it was made is read again, nothing else. An experiment whose ``experiment.json``
+    cannot be read or is damaged is left out with a RuntimeWarning, as in
+    ``list_experiments``."""
     summaries = []
-    for info in store.list_experiments(owner, project):
-        params = dict(store.get_params(info.prefix).data)
-        metrics = {}
-        for stats in store.list_metrics(info.prefix):
-            fields = field_stats(store, indexes, info.prefix, stats["name"])
-            fields.pop("_ts", None)  # wall time: the table shows the run's own times
-            metrics[stats["name"]] = fields
+
+    def stats_of(folder: str) -> dict[str, FieldStats]:
+        return indexes.get(folder).field_stats()
+
+    for prefix in store._experiment_prefixes(owner, project):
+        folder = store.experiment_dir(prefix)
+        try:
+            kept = cache.get(folder, stats_of)
+            if kept is None:
+                continue
+            info, params, metrics = cache.made_from(folder, kept, functools.partial(_parts, prefix, folder))
+            info = store._reading(info)  # liveness (STALE) and resumes: never cached
+        except StorageError as exc:
+            warnings.warn(f"ml-dash: leaving out {prefix!r} from the list: {exc}", RuntimeWarning, stacklevel=3)
+            continue
         summaries.append(RunSummary(info, params, metrics))
     return summaries
+
+
+def _parts(prefix: str, folder: str, kept: SummaryFile
+           ) -> tuple[ExperimentInfo, dict[str, Any], dict[str, dict[str, FieldStats]]]:
+    """Info, params and metrics of one summary; StorageError when its
+    ``experiment.json`` part is damaged."""
+    info = docs.info_from_json(prefix, kept.info, os.path.join(folder, "experiment.json"))
+    return info, _params(kept.params, folder), _metrics(kept.streams)
+
+
+def _params(doc: dict[str, Any], folder: str) -> dict[str, Any]:
+    if not doc:
+        return {}
+    path = os.path.join(folder, "parameters.json")
+    try:
+        return dict(docs.params_from_json(doc, path).data)
+    except StorageError as exc:
+        warnings.warn(f"ml-dash: {exc}; showing no params", RuntimeWarning, stacklevel=4)
+        return {}
+
+
+def _metrics(streams: dict[str, StreamEntry]) -> dict[str, dict[str, FieldStats]]:
+    # Wall time (_ts) is left out: the table shows the run's own times.
+    return {name: {field: stats for field, stats in entry.fields.items() if field != "_ts"}
+            for name, entry in streams.items()}

@@ -41,7 +41,7 @@ from .line_index import (
     slice_of_union,
     time_window,
 )
-from .lines import warn_damaged
+from .lines import decode_with_tokens, warn_damaged
 
 LISTS = (*LOG_LEVELS, "other")
 _LIST_OF = {level: number for number, level in enumerate(LOG_LEVELS)}
@@ -143,7 +143,7 @@ class LogKind:
 def _decode_one(block: bytes, start: int) -> _LogKey | None:
     stop = block.find(b"\n", start)
     try:
-        return _keys.decode(block[start:stop])
+        return decode_with_tokens(_keys, block[start:stop])  # type: ignore[no-any-return]
     except msgspec.DecodeError:
         return None
 
@@ -151,6 +151,8 @@ def _decode_one(block: bytes, start: int) -> _LogKey | None:
 def log_out(line: dict[str, Any]) -> dict[str, Any]:
     """A stored log line as readers get it: batch id dropped, non-finite floats back, ``ts`` set."""
     codec.restore_log(line)
+    if "metadata" not in line:  # the ML-Dash SDK leaves out an empty one
+        line["metadata"] = {}
     if "ts" not in line:
         line["ts"] = codec.parse_iso(line.get("timestamp"))
     return line
@@ -282,7 +284,7 @@ def _searched(fd: int, end: int, parts: list[Sequence[int]], needle: str) -> arr
         counters.lines_decoded += len(lines)
         for position, line in zip(batch, lines, strict=True):
             try:
-                message = _messages.decode(line).message
+                message = decode_with_tokens(_messages, line).message
             except msgspec.DecodeError:
                 continue
             if needle in str(message).lower():
@@ -309,7 +311,7 @@ def _searched_file(fd: int, end: int, needle: str) -> array[int]:
 
 def _message_of(block: bytes, start: int) -> _LogMessage | None:
     try:
-        return _messages.decode(block[start : block.find(b"\n", start)])
+        return decode_with_tokens(_messages, block[start : block.find(b"\n", start)])  # type: ignore[no-any-return]
     except msgspec.DecodeError:
         return None
 

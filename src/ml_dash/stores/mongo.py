@@ -55,7 +55,7 @@ from ..records import (
 )
 from ..series import Series
 from ..summaries import FieldStats, RunSummary
-from . import claims, generic_reads
+from . import claims, generic_reads, mongo_summaries
 from . import mongo_docs as docs
 from .mongo_batches import BatchLedger
 from .mongo_metrics import MetricTier, stream_id
@@ -500,7 +500,8 @@ class MongoStore:
         infos = [self._track_info(prefix, topic) for topic in topics]
         return [info for info in infos if info["totalEntries"]]
 
-    # -- chart and table reads (computed by reading the points: ``generic_reads``) ------------
+    # -- chart and table reads (series by reading the points: ``generic_reads``; field
+    # statistics kept beside the points: ``mongo_summaries``) ----------------------------
 
     @_guarded
     def metric_series(self, prefix: str, name: str, y: str, x: str = "index", x0: float | None = None,
@@ -509,11 +510,30 @@ class MongoStore:
 
     @_guarded
     def metric_fields(self, prefix: str, name: str) -> dict[str, FieldStats]:
-        return generic_reads.fields_by_reading(self, prefix, name)
+        """From the statistics kept in the stream's counter document (``mongo_summaries``)."""
+        return mongo_summaries.field_stats(self.metric_tier.fields(prefix, name))
 
     @_guarded
     def run_summaries(self, owner: str | None = None, project: str | None = None) -> list[RunSummary]:
-        return generic_reads.summaries_by_reading(self, owner, project)
+        """From a few queries per 1,000 experiments (experiments, claims, params, the
+        streams' counter documents with their statistics); points are never read,
+        except to fold statistics of blocks written before they were kept."""
+        infos = self.list_experiments(owner, project)
+        prefixes = [info.prefix for info in infos]
+        params: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(prefixes), 1000):
+            for doc in self.params.find({"_id": {"$in": prefixes[start : start + 1000]}}, {"data": 1}):
+                params[str(doc["_id"])] = docs.from_blob(doc.get("data"), {})
+        stats = self.metric_tier.experiment_stats(prefixes)
+        found = []
+        for info in infos:
+            metrics = {}
+            for name, kept in sorted(stats.get(info.prefix, {}).items()):
+                fields = mongo_summaries.field_stats(kept)
+                fields.pop("_ts", None)  # wall time: the table shows the run's own times
+                metrics[name] = fields
+            found.append(RunSummary(info, dict(params.get(info.prefix, {})), metrics))
+        return found
 
     # -- durability --------------------------------------------------------------------
 

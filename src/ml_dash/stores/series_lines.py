@@ -25,6 +25,7 @@ import numpy as np
 from ..values import NONFINITE_NAMES
 from . import series_records as pyramid
 from .jsonl import LineReader
+from .lines import lenient_decode
 from .series_records import F64, I64, Mask
 
 
@@ -166,7 +167,9 @@ def _decode_block(block: bytes, names: tuple[str, ...] | None, others: tuple[str
             try:
                 docs.append(_decode_any(line))
             except msgspec.DecodeError:
-                docs.append(None)
+                docs.append(lenient_decode(line))  # the ML-Dash SDK's NaN tokens, else None
+                if docs[-1] is not None:
+                    continue
                 warnings.warn("ml-dash: series index: skipping an unreadable metric line", RuntimeWarning, stacklevel=2)
     if set(map(type, docs)) != {dict}:
         docs = [d if type(d) is dict else {} for d in docs]
@@ -182,8 +185,15 @@ def _decode_block(block: bytes, names: tuple[str, ...] | None, others: tuple[str
 
 
 def decode_line(line: bytes) -> Any:
-    """One line as plain JSON values; raises msgspec.DecodeError."""
-    return _decode_any(line)
+    """One line as plain JSON values (bare NaN / Infinity tokens read as floats);
+    raises msgspec.DecodeError."""
+    try:
+        return _decode_any(line)
+    except msgspec.DecodeError:
+        value = lenient_decode(line)
+        if value is None:
+            raise
+        return value
 
 
 def regular(index: list[Any], first: int) -> bool:

@@ -25,7 +25,7 @@ from ..records import merge_track_entries
 from . import codec
 from .jsonl import LineReader, decode_block, open_lines
 from .line_index import Found, LineIndex, ListView, Snapshot, StaleIndexError, counters, read_lines
-from .lines import warn_damaged
+from .lines import lenient_decode, warn_damaged
 
 _HIDDEN = frozenset({codec.TRACK_BATCH_KEY, codec.TRACK_NONFINITE_KEY})
 _decode_lines = msgspec.json.Decoder().decode_lines
@@ -124,10 +124,11 @@ def _distinct(view: ListView) -> int:
 
 
 def _decode_one(block: bytes, start: int) -> Any:
+    line = block[start : block.find(b"\n", start)]
     try:
-        return _decode(block[start : block.find(b"\n", start)])
+        return _decode(line)
     except msgspec.DecodeError:
-        return None
+        return lenient_decode(line)  # the ML-Dash SDK's NaN tokens, else None
 
 
 def _restored(line: dict[str, Any]) -> dict[str, Any]:
