@@ -77,7 +77,7 @@ def test_revoking_an_unknown_id_raises_not_found(tmp_path: Path) -> None:
         FileTokenStore(tmp_path).revoke("0123456789")
 
 
-@pytest.mark.parametrize("owner", ["", "a/b", "..", ".ml-dash", "a\x00b", "x" * 200, " alice"])
+@pytest.mark.parametrize("owner", ["", "a/b", "..", ".ml-dash", "a\x00b", "x" * 256, " alice"])
 def test_owners_must_be_single_valid_names(tmp_path: Path, owner: str) -> None:
     with pytest.raises(InvalidNameError):
         FileTokenStore(tmp_path).create(owner)
