@@ -120,7 +120,9 @@ def _build_everything(root: Path) -> None:
 def test_every_name_the_folder_store_gives_its_own_files_is_refused_as_a_name_segment(tmp_path: Path) -> None:
     root = tmp_path / ".dash"
     _build_everything(root)
-    users = {"alice", "vision", "run-1", "train", "eval", "acc", "robot", "position"}
+    # robot_position: the alias through which the ML-Dash SDK finds topic robot/position, a
+    # name in the users' space on purpose (a user's own topic robot_position replaces it).
+    users = {"alice", "vision", "run-1", "train", "eval", "acc", "robot", "position", "robot_position"}
     kinds = {"metrics", "logs", "tracks"}  # one level inside an experiment, never beside a user's stream
     store_names = set()
     for _folder, dirs, files in os.walk(root):

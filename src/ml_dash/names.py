@@ -32,6 +32,7 @@ RESERVED_USES: dict[str, str] = {
     ".spool": "the outbox of remote runs",
     ".ml-dash": "the indexes and summaries kept beside the data, and the server's tokens",
     ".series": "the series index of a metric stream",
+    ".log_sequence": "the log sequence counter the ML-Dash SDK reads",
 }
 RESERVED = frozenset(RESERVED_USES)
 # Files set beside a data file: ``data.jsonl.torn`` (a torn last line), ``data.jsonl.damaged``
