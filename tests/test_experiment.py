@@ -94,7 +94,7 @@ def test_experiment_json_records_description_tags_and_metadata(make_exp: Callabl
     info = exp_json(exp)
     assert info["description"] == "first try"
     assert info["tags"] == ["baseline", "gpu"]
-    assert info["metadata"] == {"seed": 3, "host": "n1"}
+    assert {k: v for k, v in info["metadata"].items() if k != "context"} == {"seed": 3, "host": "n1"}  # + run context
     assert parse_utc(info["createdAt"]).timestamp() > 0
 
 

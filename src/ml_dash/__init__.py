@@ -12,6 +12,7 @@ from .errors import (
     StorageError,
 )
 from .experiment import Experiment, Run
+from .many import ExperimentSet, open_many
 from .params import ParametersBuilder
 from .reading import ExperimentReader, find, open
 from .run import RUN, find_project_root
@@ -26,6 +27,7 @@ __all__ = [
     "ExperimentBusyError",
     "ExperimentExistsError",
     "ExperimentReader",
+    "ExperimentSet",
     "InvalidNameError",
     "InvalidValueError",
     "LocalStore",
@@ -40,4 +42,5 @@ __all__ = [
     "find",
     "find_project_root",
     "open",
+    "open_many",
 ]

@@ -86,6 +86,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         "metrics": store.list_metrics(prefix),
         "tracks": store.list_tracks(prefix),
         "logs": store.query_logs(prefix, {"limit": 0})["total"],
+        "context": info.metadata.get("context"),
     }
     if args.json:
         _print_json(summary)
@@ -103,6 +104,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
             print("params:")
             for name, param in sorted(value.items()):
                 print(f"  {name} = {param!r}")
+        elif key == "context":
+            if isinstance(value, dict):
+                print("context:")
+                for line in _context_lines(value):
+                    print(f"  {line}")
         elif key == "resumes":
             print(f"resumes: {len(value)}")
             for r in value:
@@ -111,6 +117,43 @@ def _cmd_show(args: argparse.Namespace) -> int:
         else:
             print(f"{key}: {value}")
     return 0
+
+
+def _context_lines(context: dict[str, Any]) -> list[str]:
+    """The run context (docs/run-context.md) as short lines for ``show``."""
+    lines = []
+    git = context.get("git")
+    if isinstance(git, dict):
+        if git.get("error"):
+            lines.append(f"git: {git['error']}")
+        else:
+            where = f" on {git['branch']}" if git.get("branch") else " (detached)"
+            dirty = " (dirty)" if git.get("dirty") else ""
+            remote = f", {git['remote']}" if git.get("remote") else ""
+            lines.append(f"git: {git.get('commit') or 'no commit'}{where}{dirty}{remote}")
+    command = context.get("command")
+    if isinstance(command, dict):
+        lines.append("command: " + " ".join(str(a) for a in command.get("argv") or ()))
+        lines.append(f"cwd: {command.get('cwd')}")
+    python = context.get("python")
+    if isinstance(python, dict):
+        lines.append(f"python: {python.get('version')} ({python.get('executable')})")
+    host = context.get("host")
+    if isinstance(host, dict):
+        lines.append(f"host: {host.get('name')} ({host.get('platform')} {host.get('machine')}, "
+                     f"{host.get('cpus')} CPUs)")
+    packages = context.get("packages")
+    if isinstance(packages, dict) and packages:
+        lines.append("packages: " + ", ".join(f"{name} {version}" for name, version in sorted(packages.items())))
+    gpu = context.get("gpu")
+    if isinstance(gpu, dict):
+        names = ", ".join(str(d.get("name")) for d in gpu.get("devices") or ())
+        lines.append(f"gpu: {names or 'none'} (driver {gpu.get('driver')})" if not gpu.get("error")
+                     else f"gpu: {gpu['error']}")
+    env = context.get("env")
+    if isinstance(env, dict) and env:
+        lines.append("env: " + " ".join(f"{name}={value}" for name, value in sorted(env.items())))
+    return lines
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
@@ -312,6 +355,48 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return 0 if done.left == 0 else 1
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from . import export
+    from .reading import open_store
+
+    root = getattr(args, "root", None)
+    store = open_store(root if args.url is None else None, args.url, args.api_key, args.timeout)
+    try:
+        prefixes = export.matching(store, args.pattern)
+        columns = export.gather(store, prefixes, metric=args.metric, logs=args.logs, track=args.tracks)
+        export.write(columns, args.format, args.output)
+    finally:
+        store.close()
+    if args.output is not None:
+        rows = export.row_count(columns)
+        print(f"{rows} row{'' if rows == 1 else 's'} of {len(prefixes)} experiment"
+              f"{'' if len(prefixes) == 1 else 's'} written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _add_export_command(commands: Any) -> None:
+    p = commands.add_parser(
+        "export",
+        help="write a metric stream, the logs or a track of experiments to CSV, Parquet or JSON lines",
+        description="Write one stream of every experiment PATTERN matches into one table (an `experiment` "
+        "column first) as csv, parquet (needs ml-dash[arrow]) or jsonl. Example: "
+        "ml-dash export 'alice/vision/*' --metric train --format parquet -o train.parquet",
+    )
+    p.add_argument("pattern", metavar="PREFIX-GLOB", help="experiments to export, e.g. 'alice/vision/*' "
+                   "(shell-style; * also matches /)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--metric", metavar="NAME", help="this metric stream")
+    what.add_argument("--logs", action="store_true", help="the log lines")
+    what.add_argument("--tracks", metavar="TOPIC", help="this track topic")
+    p.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    p.add_argument("--root", default=argparse.SUPPRESS, help="read this folder (default: $ML_DASH_ROOT or .dash)")
+    p.add_argument("--url", help="read from this server instead of a folder")
+    p.add_argument("--api-key", help="token for --url (default: $ML_DASH_API_KEY)")
+    p.add_argument("--timeout", type=float, default=30.0, help="give up on a server that does not answer (s)")
+    p.set_defaults(run=_cmd_export)
+
+
 def _add_mongo_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mongo", metavar="URI", default=argparse.SUPPRESS,
                    help="use the MongoDB backend at this mongodb:// URI (default: $ML_DASH_MONGO_URI)")
@@ -422,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--api-key); nothing is ever stored twice")
     p.set_defaults(run=_cmd_sync)
 
+    _add_export_command(commands)
     _add_server_commands(commands)
     return parser
 

@@ -7,9 +7,13 @@ import os
 import time
 import warnings
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
+from . import context as run_context
+from . import system_metrics as system_metrics_mod
 from .buffer import BufferConfig
+from .console import ConsoleCapture
 from .errors import InvalidValueError, MLDashError, StorageError
 from .logs import Logs, echo_default
 from .metrics import Metrics
@@ -137,6 +141,15 @@ class Experiment:
     ExperimentExistsError, ``"new"`` takes the next free name (``exp.prefix`` says which).
     ``lease_seconds`` (default ``$ML_DASH_LEASE_SECONDS`` or 60) is how long after its
     last heartbeat a run that stopped renewing its claim reads as STALE.
+
+    At the start, the run context (git, command, Python, host, packages, GPUs, selected
+    environment variables) is stored in ``info.metadata["context"]``: ``context=``
+    True/False or the parts to capture (``$ML_DASH_CONTEXT``), ``context_env=`` the
+    environment variables allowed (``$ML_DASH_CONTEXT_ENV``). ``system_metrics=True``
+    (``$ML_DASH_SYSTEM_METRICS=1``) logs the ``system`` stream every
+    ``system_metrics_interval`` seconds (10); ``capture_console=True``
+    (``$ML_DASH_CAPTURE_CONSOLE=1``) keeps what the process prints as log lines. See
+    docs/run-context.md.
     """
 
     def __init__(
@@ -161,6 +174,11 @@ class Experiment:
         join: bool = False,
         lease_seconds: float | None = None,
         buffer_config: BufferConfig | None = None,
+        context: bool | str | Iterable[str] | None = None,
+        context_env: Iterable[str] | None = None,
+        system_metrics: bool | None = None,
+        system_metrics_interval: float | None = None,
+        capture_console: bool | None = None,
         **run_params: Any,
     ) -> None:
         prefix = prefix or name or os.environ.get("ML_DASH_PREFIX")
@@ -205,6 +223,15 @@ class Experiment:
             tags=tuple(check_text(str(tag), "tags") for tag in (tags or ())),
             metadata=normalize(dict(metadata or {}), "metadata"),
         )
+        # Run context, system metrics and console capture (docs/run-context.md).
+        self.context_parts = run_context.parts_from(context)
+        self.context_env = run_context.env_allow_from(context_env)
+        self._user_context = "context" in self.info.metadata
+        self.system_metrics = system_metrics_mod.enabled_from(system_metrics)
+        self.system_metrics_interval = system_metrics_mod.interval_from(system_metrics_interval)
+        self.capture_console = _flag("capture_console", capture_console, "ML_DASH_CAPTURE_CONSOLE")
+        self._sampler: system_metrics_mod.SystemSampler | None = None
+        self._console: ConsoleCapture | None = None
         self.status: str | None = None
         self.close_report: CloseReport | None = None
         self._session = Session(
@@ -271,17 +298,67 @@ class Experiment:
     def _start(self) -> None:
         if self._session.running:
             return
-        self._check_server()
-        self._claim()
-        self._session.start()
+        capture = self._begin_context()  # git runs meanwhile, while the claim is made
+        try:
+            self._check_server()
+            self._claim()
+            self._session.start()
+        except BaseException:
+            if capture is not None:
+                capture.abandon()
+            raise
         self._metrics._attach()
         self._tracks._attach()
         if self.run.id is None:
             self.run.id = new_run_id()
         self.status = "RUNNING"
         self.info = self.info.with_changes(status="RUNNING", started_at=time.time(), ended_at=None)
+        if capture is not None:
+            self._finish_context(capture)
         self._session.control("open_experiment", None, self.info)
         _running.add(self)
+        self._start_watchers()
+
+    def _begin_context(self) -> run_context.ContextCapture | None:
+        """Start capturing the run context (None: switched off, or the user's metadata
+        has a ``context`` of its own, which wins)."""
+        if not self.context_parts or self._user_context:
+            return None
+        entry = self.run.entry if isinstance(self.run.entry, str) else None
+        try:
+            return run_context.ContextCapture(self.context_parts, self.context_env, entry).begin()
+        except Exception as exc:
+            warnings.warn(f"ml-dash: {self.prefix}: run context not captured: {exc}", RuntimeWarning, stacklevel=4)
+            return None
+
+    def _finish_context(self, capture: run_context.ContextCapture) -> None:
+        try:
+            found = normalize(capture.finish(), "context")
+        except Exception as exc:
+            warnings.warn(f"ml-dash: {self.prefix}: run context not captured: {exc}", RuntimeWarning, stacklevel=4)
+            return
+        self.info = self.info.with_changes(metadata={**self.info.metadata, "context": found})
+
+    def _start_watchers(self) -> None:
+        """The system-metrics sampler and the console capture, when switched on; trouble
+        starting either warns and the run goes on without it."""
+        if self.system_metrics:
+            try:
+                sink = self._metrics(system_metrics_mod.STREAM)
+                self._sampler = system_metrics_mod.SystemSampler(
+                    sink, self.system_metrics_interval, prefix=self.prefix).start()
+            except Exception as exc:
+                warnings.warn(f"ml-dash: {self.prefix}: no system metrics: {exc}", RuntimeWarning, stacklevel=4)
+        if self.capture_console:
+            self._console = ConsoleCapture(Logs(self._session, echo=False)).start()
+
+    def _stop_watchers(self) -> None:
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            sampler.stop()
+        console, self._console = self._console, None
+        if console is not None:
+            console.stop()
 
     def _finish(self, status: str, reason: str | None = None) -> CloseReport | None:
         if not self._session.running:
@@ -370,6 +447,7 @@ class Experiment:
 
     def _shutdown(self, timeout: float) -> CloseReport:
         """Stop logging, drain the writer, close the stores; all within ``timeout`` seconds."""
+        self._stop_watchers()
         self._metrics._detach()
         self._tracks._detach()
         _running.discard(self)
@@ -379,6 +457,15 @@ class Experiment:
         """The store's answer to an open or update is the experiment's info from now on."""
         if call.op in ("open_experiment", "update_experiment") and isinstance(answer, ExperimentInfo):
             self.info = answer
+
+
+def _flag(keyword: str, value: bool | None, variable: str) -> bool:
+    """A switch given as ``keyword`` (True/False), else by ``$variable`` (1/true/yes/on)."""
+    if value is None:
+        return os.environ.get(variable, "").strip().lower() in ("1", "true", "yes", "on")
+    if not isinstance(value, bool):
+        raise InvalidValueError(f"{keyword} must be True or False, got {value!r}")
+    return value
 
 
 @atexit.register

@@ -6,6 +6,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from . import frames
 from .clock import now
 from .errors import InvalidValueError
 from .records import LOG_LEVELS, LogPage, LogQuery, LogRecord
@@ -114,6 +115,19 @@ class Logs:
         return session.reader.query_logs(session.prefix, query)
 
     query = read
+
+    def to_pandas(self) -> Any:
+        """Every log line so far as a DataFrame: ``index`` (sequence number), ``time``,
+        ``level``, ``message``, ``metadata``. Needs ``ml-dash[pandas]``."""
+        session = self._session
+        session.flush(session.channel("logs"))
+        return frames.to_pandas(frames.log_columns(session.reader, session.prefix))
+
+    def to_arrow(self) -> Any:
+        """Every log line so far as a ``pyarrow.Table``. Needs ``ml-dash[arrow]``."""
+        session = self._session
+        session.flush(session.channel("logs"))
+        return frames.to_arrow(frames.log_columns(session.reader, session.prefix))
 
 
 def log_query(

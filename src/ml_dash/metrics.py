@@ -7,6 +7,7 @@ import statistics
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from . import frames
 from .clock import now, resolve_ts, thread_state
 from .errors import InvalidValueError, NotStartedError
 from .metric_cache import SummaryCache
@@ -92,6 +93,20 @@ class MetricStream:
         session = self._session
         session.flush(self._channel)
         return session.reader.metric_stats(session.prefix, self.name)
+
+    def to_pandas(self) -> Any:
+        """Every point so far (queued ones included) as a DataFrame: ``index``, ``time``
+        and one column per field (docs/reading.md). Needs ``ml-dash[pandas]``."""
+        session = self._session
+        session.flush(self._channel)
+        return frames.to_pandas(frames.metric_columns(session.reader, session.prefix, self.name))
+
+    def to_arrow(self) -> Any:
+        """Every point so far as a ``pyarrow.Table`` (the columns of :meth:`to_pandas`).
+        Needs ``ml-dash[arrow]``."""
+        session = self._session
+        session.flush(self._channel)
+        return frames.to_arrow(frames.metric_columns(session.reader, session.prefix, self.name))
 
     def flush(self) -> MetricStream:
         """Write this stream's queued points now."""

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from . import frames
 from .errors import InvalidValueError, NotFoundError
 from .logs import log_query
 from .names import parse_prefix, validate_name
@@ -72,6 +73,17 @@ class MetricReader:
         """Count, first, last, min and max of every numeric field."""
         return self._store.metric_fields(self.prefix, self.name)
 
+    def to_pandas(self) -> Any:
+        """Every point as a DataFrame: ``index``, ``time`` (seconds) and one column per
+        field (a field named ``index`` or ``time`` becomes ``data.index``/``data.time``).
+        Needs ``ml-dash[pandas]`` (MissingExtraError otherwise)."""
+        return frames.to_pandas(frames.metric_columns(self._store, self.prefix, self.name))
+
+    def to_arrow(self) -> Any:
+        """Every point as a ``pyarrow.Table``, the columns of :meth:`to_pandas` (a missing
+        value is null, NaN stays NaN). Needs ``ml-dash[arrow]``."""
+        return frames.to_arrow(frames.metric_columns(self._store, self.prefix, self.name))
+
     def __repr__(self) -> str:
         return f"MetricReader({self.prefix!r}, {self.name!r})"
 
@@ -112,6 +124,15 @@ class LogsReader:
 
     query = read
 
+    def to_pandas(self) -> Any:
+        """Every log line as a DataFrame: ``index`` (sequence number), ``time`` (seconds),
+        ``level``, ``message``, ``metadata`` (a dict, or None). Needs ``ml-dash[pandas]``."""
+        return frames.to_pandas(frames.log_columns(self._store, self._prefix))
+
+    def to_arrow(self) -> Any:
+        """The log lines as a ``pyarrow.Table`` (``metadata`` as JSON text). Needs ``ml-dash[arrow]``."""
+        return frames.to_arrow(frames.log_columns(self._store, self._prefix))
+
 
 class TrackReader:
     """One track topic, read-only."""
@@ -122,6 +143,15 @@ class TrackReader:
     def read(self, *args: Any, **kwargs: Any) -> Any:
         """Entries in time order, as ``exp.tracks(topic).read`` (same arguments)."""
         return self._store.read_tracks(self.prefix, self.topic, *args, **kwargs)
+
+    def to_pandas(self) -> Any:
+        """Every entry as a DataFrame: ``time`` (the entry's timestamp, seconds) and one
+        column per (flattened) field. Needs ``ml-dash[pandas]``."""
+        return frames.to_pandas(frames.track_columns(self._store, self.prefix, self.topic))
+
+    def to_arrow(self) -> Any:
+        """The entries as a ``pyarrow.Table``. Needs ``ml-dash[arrow]``."""
+        return frames.to_arrow(frames.track_columns(self._store, self.prefix, self.topic))
 
 
 class TracksReader:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, overload
 
+from . import frames
 from .clock import now, resolve_ts, thread_state
 from .errors import InvalidValueError, NotFoundError, NotStartedError
 from .names import validate_name
@@ -185,6 +186,19 @@ class TrackStream:
     def slice(self, start_timestamp: float | None = None, end_timestamp: float | None = None) -> TrackSlice:
         """A :class:`TrackSlice` of the entries within [start, end]."""
         return TrackSlice(list(self.read(start_timestamp, end_timestamp)), self.topic, start_timestamp, end_timestamp)
+
+    def to_pandas(self) -> Any:
+        """Every entry so far as a DataFrame: ``time`` and one column per (flattened)
+        field. Needs ``ml-dash[pandas]``."""
+        session = self._session
+        session.flush(self._channel)
+        return frames.to_pandas(frames.track_columns(session.reader, session.prefix, self.topic))
+
+    def to_arrow(self) -> Any:
+        """Every entry so far as a ``pyarrow.Table``. Needs ``ml-dash[arrow]``."""
+        session = self._session
+        session.flush(self._channel)
+        return frames.to_arrow(frames.track_columns(session.reader, session.prefix, self.topic))
 
     def flush(self) -> TrackStream:
         """Write this topic's queued entries now."""
