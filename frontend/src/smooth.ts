@@ -25,7 +25,7 @@ export function debiasedEma(values: ArrayLike<number | null>, weight: number): (
     return out;
   }
   let ema = 0;
-  let n = 0;
+  let wn = 1; // w^n, kept as a running product (Math.pow per point costs more than the rest)
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (v === null || !Number.isFinite(v)) {
@@ -33,8 +33,8 @@ export function debiasedEma(values: ArrayLike<number | null>, weight: number): (
       continue;
     }
     ema = ema * w + (1 - w) * v;
-    n++;
-    out[i] = ema / (1 - Math.pow(w, n));
+    wn *= w;
+    out[i] = ema / (1 - wn);
   }
   return out;
 }

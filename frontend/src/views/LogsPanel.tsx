@@ -11,6 +11,22 @@ function seconds(value: string): number | undefined {
   return Number.isFinite(ms) ? ms / 1000 : undefined;
 }
 
+/** A line number to jump to: the server finds any page by its offset at the cost of the page alone. */
+function GoToLine({ total, onGo }: { total: number; onGo: (line: number) => void }) {
+  const [value, setValue] = useState("");
+  return (
+    <form class="goto" onSubmit={(e) => {
+      e.preventDefault();
+      const line = Math.round(Number(value));
+      if (Number.isFinite(line) && value.trim() !== "") onGo(Math.min(Math.max(line, 1), total));
+    }}>
+      <label>line <input type="number" min={1} max={total} step={1} value={value} data-testid="log-goto"
+        aria-label={`Go to line (1 to ${total})`} onInput={(e) => setValue(e.currentTarget.value)} /></label>
+      <button type="submit">Go</button>
+    </form>
+  );
+}
+
 export function LogsPanel({ prefix, liveTick, running }: { prefix: string; liveTick: number; running: boolean }) {
   const [levels, setLevels] = useState<string[]>([]);
   const [search, setSearch] = useState("");
@@ -24,6 +40,7 @@ export function LogsPanel({ prefix, liveTick, running }: { prefix: string; liveT
   const list = useRef<HTMLDivElement>(null);
 
   useEffect(() => {
+    if (typed === search) return; // on mount too: a page chosen within 300 ms must not go back to the first
     const timer = setTimeout(() => {
       setSearch(typed);
       setOffset(0);
@@ -46,7 +63,10 @@ export function LogsPanel({ prefix, liveTick, running }: { prefix: string; liveT
     return () => abort.abort();
   }, [prefix, levels.join(","), search, from, to, offset, tail, tail ? liveTick : 0]);
 
-  const last = page ? Math.min(page.total, (tail ? 0 : offset) + page.logs.length) : 0;
+  const filtered = levels.length > 0 || search !== "" || from !== "" || to !== "";
+  // The count describes the page shown (its own offset), not the one being asked for.
+  const first = page && !tail ? page.offset : 0;
+  const last = page ? Math.min(page.total, first + page.logs.length) : 0;
   return (
     <section aria-label="Logs" class="logs">
       <div class="toolbar">
@@ -80,8 +100,8 @@ export function LogsPanel({ prefix, liveTick, running }: { prefix: string; liveT
       {page && (
         <>
           <p class="muted small" data-testid="log-count">
-            {page.total === 0 ? "No log lines match." : tail ? `the last ${page.logs.length} of ${page.total} lines`
-              : `lines ${offset + 1}–${last} of ${page.total}`}
+            {page.total === 0 ? (filtered ? "No log lines match." : "This run has no log lines yet.") : tail ? `the last ${page.logs.length} of ${page.total} lines`
+              : `lines ${first + 1}–${last} of ${page.total}`}
           </p>
           <div class="log-lines" ref={list} tabIndex={0} aria-label="Log lines">
             {page.logs.map((line) => (
@@ -95,13 +115,15 @@ export function LogsPanel({ prefix, liveTick, running }: { prefix: string; liveT
               </div>
             ))}
           </div>
-          {!tail && (
+          {!tail && page.total > 0 && (
             <div class="pager">
+              <button type="button" disabled={offset === 0} onClick={() => setOffset(0)}>First</button>
               <button type="button" disabled={offset === 0} onClick={() => setOffset(Math.max(0, offset - PAGE))}>
                 ← Previous</button>
               <button type="button" disabled={!page.hasMore} onClick={() => setOffset(offset + PAGE)}>Next →</button>
               <button type="button" disabled={!page.hasMore}
-                onClick={() => setOffset(Math.max(0, Math.floor((page.total - 1) / PAGE) * PAGE))}>Last</button>
+                onClick={() => setOffset(Math.max(0, page.total - PAGE))}>Last</button>
+              <GoToLine total={page.total} onGo={(line) => setOffset(line - 1)} />
             </div>
           )}
         </>

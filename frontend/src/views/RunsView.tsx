@@ -7,6 +7,7 @@ import { selected, setSelected, toggleSelected } from "../state";
 import { buildTree } from "../tree";
 import { comparePath, MAX_COMPARE, readTableState, runPath, runsPath, type TableState, writeTableState } from "../urlstate";
 import { FilterBox } from "./FilterBox";
+import { useRowWindow } from "./rowWindow";
 import { StatusBadge } from "./StatusBadge";
 import { Tree } from "./Tree";
 
@@ -46,19 +47,25 @@ function ColumnChooser({ available, shown, onChange }: {
   );
 }
 
+/** A column's kind, for its width in a windowed table (fixed layout). */
+function columnKind(id: string): string {
+  return describeColumn(id)?.kind === "base" ? id : describeColumn(id)?.kind ?? "other";
+}
+
 function Cell({ run, id, now }: { run: RunPage["runs"][number]; id: string; now: number }) {
   switch (id) {
     case "status":
       return <td><StatusBadge status={run.status} /></td>;
     case "name":
       return (
-        <td class="name">
+        <td class="name" title={run.prefix}>
           <a href={runPath(run.prefix)}>{run.name}</a>
           {run.folders.length > 0 && <span class="muted"> {run.folders.join("/")}</span>}
         </td>
       );
     case "tags":
-      return <td>{run.tags.map((t) => <span class="tag" key={t}>{t}</span>)}</td>;
+      return <td title={run.tags.length > 0 ? run.tags.join(", ") : undefined}>
+        {run.tags.map((t) => <span class="tag" key={t}>{t}</span>)}</td>;
     case "created":
       return <td class="num">{formatTime(run.createdAt)}</td>;
     case "duration":
@@ -147,6 +154,8 @@ export function RunsView({ scope }: { scope: string[] }) {
   const sel = selected.value;
   const allChecked = sorted.length > 0 && sorted.every((r) => sel.includes(r.prefix));
   const headerBox = useRef<HTMLInputElement>(null);
+  const body = useRef<HTMLTableSectionElement>(null);
+  const rowWindow = useRowWindow(sorted.length, body);
   useEffect(() => {
     if (headerBox.current) headerBox.current.indeterminate = !allChecked && sorted.some((r) => sel.includes(r.prefix));
   });
@@ -189,10 +198,11 @@ export function RunsView({ scope }: { scope: string[] }) {
         {page?.limitation && <p class="note" role="status">{page.limitation}</p>}
         {error && <p class="error" role="alert">{error}</p>}
         <div class="table-wrap">
-          <table class="runs" data-testid="runs-table" aria-busy={loading}>
+          <table class={rowWindow.windowed ? "runs windowed" : "runs"} data-testid="runs-table" aria-busy={loading}
+            aria-rowcount={sorted.length + 1}>
             <thead>
               <tr>
-                <th class="check">
+                <th class="check" scope="col">
                   <input ref={headerBox} type="checkbox" aria-label="Select all shown runs" checked={allChecked}
                     onChange={() => setSelected(allChecked ? sel.filter((p) => !sorted.some((r) => r.prefix === p))
                       : [...sel, ...sorted.map((r) => r.prefix).filter((p) => !sel.includes(p))].slice(0, MAX_COMPARE))} />
@@ -200,7 +210,7 @@ export function RunsView({ scope }: { scope: string[] }) {
                 {shown.map((id) => {
                   const active = state.sort === id;
                   return (
-                    <th key={id} scope="col" aria-sort={active ? (state.desc ? "descending" : "ascending") : undefined}>
+                    <th key={id} scope="col" class={`col-${columnKind(id)}`} aria-sort={active ? (state.desc ? "descending" : "ascending") : undefined}>
                       <button type="button" class="sort" data-column={id}
                         onClick={() => update({ sort: id, desc: active ? !state.desc : false })}>
                         {describeColumn(id)?.label ?? id}
@@ -211,9 +221,12 @@ export function RunsView({ scope }: { scope: string[] }) {
                 })}
               </tr>
             </thead>
-            <tbody>
-              {sorted.map((run) => (
-                <tr key={run.prefix} data-prefix={run.prefix} class={sel.includes(run.prefix) ? "selected" : undefined}>
+            <tbody ref={body}>
+              {rowWindow.first > 0 && <tr class="spacer" aria-hidden="true"
+                style={{ height: `${rowWindow.first * rowWindow.rowHeight}px` }}><td colSpan={shown.length + 1} /></tr>}
+              {sorted.slice(rowWindow.first, rowWindow.last).map((run, i) => (
+                <tr key={run.prefix} data-prefix={run.prefix} aria-rowindex={rowWindow.first + i + 2}
+                  class={sel.includes(run.prefix) ? "selected" : undefined}>
                   <td class="check">
                     <input type="checkbox" aria-label={`Select ${run.prefix}`} checked={sel.includes(run.prefix)}
                       onChange={() => toggleSelected(run.prefix)} />
@@ -221,6 +234,9 @@ export function RunsView({ scope }: { scope: string[] }) {
                   {shown.map((id) => <Cell key={id} run={run} id={id} now={now} />)}
                 </tr>
               ))}
+              {rowWindow.last < sorted.length && <tr class="spacer" aria-hidden="true"
+                style={{ height: `${(sorted.length - rowWindow.last) * rowWindow.rowHeight}px` }}>
+                <td colSpan={shown.length + 1} /></tr>}
             </tbody>
           </table>
           {page && page.runs.length === 0 && <p class="empty">No runs {state.where ? "match this filter" : "here yet"}.</p>}

@@ -60,6 +60,7 @@ export function SeriesChart(props: SeriesChartProps) {
   const [error, setError] = useState<string | null>(null);
   const [width, setWidth] = useState(0);
   const box = useRef<HTMLDivElement>(null);
+  const since = useRef([0, 0]); // when the lines shown were asked for, and when they arrived
   const runsKey = props.runs.map((r) => r.prefix).join("\n");
 
   useLayoutEffect(() => {
@@ -71,7 +72,9 @@ export function SeriesChart(props: SeriesChartProps) {
   useEffect(() => {
     if (width === 0) return;
     const abort = new AbortController();
+    const started = performance.now();
     fetchLines(props, zoom, width, abort.signal).then((found) => {
+      since.current = [started, performance.now()];
       setLines(found);
       setError(null);
     }, (e: unknown) => {
@@ -101,7 +104,7 @@ export function SeriesChart(props: SeriesChartProps) {
           against {xLabelOf(props.x)}.</p>}
         {lines !== null && lines.length > 0 && (
           <Chart lines={lines} xKind={kind} xLabel={xLabelOf(props.x)} log={props.log} smooth={props.smooth}
-            zoom={zoom} onZoom={setZoom} height={props.height} label={`${props.stream} ${title} against ${xLabelOf(props.x)}`} />
+            zoom={zoom} onZoom={setZoom} height={props.height} since={since.current[0]} received={since.current[1]} label={`${props.stream} ${title} against ${xLabelOf(props.x)}`} />
         )}
       </div>
     </figure>
