@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 import ml_dash.stores.series_index as si
 from ml_dash import Experiment
 from ml_dash.errors import InvalidValueError
+from ml_dash.records import ExperimentInfo
 from ml_dash.series import Series, column_of, columns, m4, m4_reference
 from ml_dash.stores import series_lines
 from ml_dash.stores.local import LocalStore
@@ -825,3 +826,20 @@ def test_a_field_first_logged_as_text_is_indexed_once_it_holds_numbers(small_pyr
 def test_a_stream_without_data_has_no_field_stats(tmp_path: Path) -> None:
     index = SeriesIndex(tmp_path / "nothing")
     assert index.field_stats() == {} and index.fields() == []
+
+
+@pytest.mark.parametrize("odd", ['say "hi"', "back\\slash", "tab\there", "nul\x00l"])
+def test_field_names_a_typed_decoder_cannot_hold_still_give_series_and_statistics(tmp_path: Path, odd: str) -> None:
+    # Found by the slow fuzz run: such a name made /metrics/fields and /runs answer 500.
+    store = LocalStore(tmp_path)
+    prefix = "alice/proj/run-1"
+    store.open_experiment(ExperimentInfo(prefix=prefix, owner="alice", project="proj", name="run-1"))
+    store.append_metrics(prefix, "train", [{odd: float(i % 7), "loss": 1.0 / (i + 1)} for i in range(5_000)])
+    fields = store.metric_fields(prefix, "train")
+    assert fields[odd]["count"] == 5_000 and (fields[odd]["min"], fields[odd]["max"]) == (0.0, 6.0)
+    series = store.metric_series(prefix, "train", odd, width=10)
+    assert max(series.y.tolist()) == 6.0 and min(series.y.tolist()) == 0.0
+    by_odd_x = store.metric_series(prefix, "train", "loss", x=odd, width=10)
+    assert len(by_odd_x.x) > 0
+    summary = store.run_summaries("alice")[0]
+    assert summary.metrics["train"][odd]["max"] == 6.0

@@ -22,7 +22,7 @@ from .outbox import Call
 from .ownership import Ownership, check_resume, lease_from
 from .params import ParametersBuilder
 from .records import ExperimentInfo
-from .run import RUN, calling_script, expand_exp_templates, expand_templates, new_run_id, path_stem
+from .run import RUN, expand_exp_templates, init_run, new_run_id
 from .session import Session
 from .stores.base import Store
 from .stores.factory import CLAIM_TIMEOUT, open_backend
@@ -57,17 +57,7 @@ class Run(RUN):
     def __init__(self, exp: Experiment, prefix: str, **overrides: Any) -> None:
         self._exp = exp
         self._prefix = prefix
-        for key in _RUN_DEFAULTS:
-            setattr(self, key, getattr(RUN, key))
-        for key, value in overrides.items():
-            setattr(self, key, value)
-        if self.entry is None:
-            self.entry = calling_script()
-        if self.path_stem is None and self.entry is not None:
-            self.path_stem = path_stem(str(self.entry), self.project_root)
-        if isinstance(RUN.job_counter, int):
-            RUN.job_counter += 1
-        expand_templates(self)
+        init_run(self, RUN, _RUN_DEFAULTS, overrides)
 
     @property
     def prefix(self) -> str:

@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -105,19 +106,8 @@ class RUN:
     name: str | None = None
 
     def __init__(self, **overrides: Any) -> None:
-        cls = type(self)
-        for key in ("user", "project", "prefix", "job_name", "job_counter", "now", "id", "entry", "path_stem",
-                    "project_root", "readme"):
-            setattr(self, key, getattr(cls, key))
-        for key, value in overrides.items():
-            setattr(self, key, value)
-        if self.entry is None:
-            self.entry = calling_script()
-        if self.path_stem is None and self.entry is not None:
-            self.path_stem = path_stem(str(self.entry), self.project_root)
-        if isinstance(cls.job_counter, int):
-            cls.job_counter += 1
-        expand_templates(self)
+        init_run(self, type(self), ("user", "project", "prefix", "job_name", "job_counter", "now", "id", "entry",
+                                    "path_stem", "project_root", "readme"), overrides)
         self._split_prefix()
 
     @property
@@ -195,3 +185,20 @@ def expand_exp_templates(text: str, run: Any) -> str:
         return str(found)
 
     return _EXP_TEMPLATE.sub(value, text)
+
+
+def init_run(run: Any, defaults: type[RUN], keys: Iterable[str], overrides: dict[str, Any]) -> None:
+    """Give ``run`` the class defaults of ``defaults`` for ``keys``, then ``overrides``; fill
+    in the entry script and its path stem, take a job counter (the class's goes up by
+    one) and expand the ``{...}`` templates."""
+    for key in keys:
+        setattr(run, key, getattr(defaults, key))
+    for key, value in overrides.items():
+        setattr(run, key, value)
+    if run.entry is None:
+        run.entry = calling_script()
+    if run.path_stem is None and run.entry is not None:
+        run.path_stem = path_stem(str(run.entry), run.project_root)
+    if isinstance(defaults.job_counter, int):
+        defaults.job_counter += 1
+    expand_templates(run)

@@ -24,6 +24,17 @@ _PLAIN = frozenset({str, int, float, bool, type(None), list})
 DEFAULT_SORT = "created"
 
 
+def as_number(value: Any) -> float | None:
+    """``value`` as a float when it is a number a field statistic counts (not a bool):
+    an int too large for a float is ±inf; anything else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
 class FieldStats(TypedDict, total=False):
     """One numeric field of one metric stream: ``count`` finite values (first, last,
     min and max are among them; ties go to the earliest point) and ``nonFinite``

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..series import Series, check_query, m4
 from ..series import _empty_series as empty_series
-from ..summaries import FieldStats, RunSummary
+from ..summaries import FieldStats, RunSummary, as_number
 from .base import Store
 
 PAGE = 100_000
@@ -28,15 +28,6 @@ def _points(store: Store, prefix: str, name: str) -> list[dict[str, Any]]:
         start = page["data"][-1]["index"] + 1
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return math.copysign(math.inf, value)
-
-
 def series_by_reading(store: Store, prefix: str, name: str, y: str, x: str = "index", x0: float | None = None,
                       x1: float | None = None, width: int = 1000) -> Series:
     """``Store.metric_series`` over ``read_metrics``."""
@@ -46,8 +37,8 @@ def series_by_reading(store: Store, prefix: str, name: str, y: str, x: str = "in
     indexes: list[int] = []
     for point in _points(store, prefix, name):
         data = point.get("data", {})
-        xv = float(point["index"]) if x == "index" else _number(data.get(x))
-        yv = _number(data.get(y))
+        xv = float(point["index"]) if x == "index" else as_number(data.get(x))
+        yv = as_number(data.get(y))
         if xv is None or yv is None or not math.isfinite(xv):
             continue
         xs.append(xv)
@@ -68,7 +59,7 @@ def fields_by_reading(store: Store, prefix: str, name: str) -> dict[str, FieldSt
     for point in _points(store, prefix, name):
         index = int(point["index"])
         for field, value in point.get("data", {}).items():
-            number = _number(value)
+            number = as_number(value)
             if number is None:
                 continue
             entry = stats.setdefault(field, FieldStats(count=0, first=None, last=None, min=None, max=None,

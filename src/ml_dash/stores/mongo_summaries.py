@@ -35,7 +35,7 @@ from typing import Any
 
 import msgspec
 
-from ..summaries import FieldStats
+from ..summaries import FieldStats, as_number
 
 # One field over some points: [count, nonFinite, first, firstIndex, last, lastIndex, min, minIndex, max, maxIndex]
 Partial = list[Any]
@@ -45,22 +45,13 @@ _encode = msgspec.json.encode
 _decode_stats = msgspec.json.Decoder(dict[str, list[Any]]).decode
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return math.copysign(math.inf, value)
-
-
 def point_stats(points: Iterable[dict[str, Any]]) -> Stats:
     """The statistics of points (``{"index", "data"}`` dicts) given in index order."""
     stats: Stats = {}
     for point in points:
         index = int(point["index"])
         for field, value in point.get("data", {}).items():
-            number = _number(value)
+            number = as_number(value)
             if number is None:
                 continue
             entry = stats.get(field)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import re
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -38,6 +39,12 @@ _decode_any_lines = msgspec.json.Decoder().decode_lines
 _Number = float | int | None
 _NotNumber = str | bool | list[Any] | dict[str, Any] | None
 _typed: dict[tuple[tuple[str, ...], tuple[str, ...] | None, bool], Any] = {}
+_UNNAMEABLE = re.compile(r'["\\\x00-\x1f]')  # what msgspec refuses in a renamed field's name
+
+
+class UntypedNameError(msgspec.DecodeError):
+    """A field name no typed decoder can hold (a quote, backslash or control character):
+    the caller decodes into dicts instead, as for any line the typed decoder refuses."""
 
 
 def typed_decoder(names: tuple[str, ...], others: tuple[str, ...] | None, new_numbers: bool = True) -> Any:
@@ -51,6 +58,8 @@ def typed_decoder(names: tuple[str, ...], others: tuple[str, ...] | None, new_nu
     key = (names, others, new_numbers)
     decoder = _typed.get(key)
     if decoder is None:
+        if any(_UNNAMEABLE.search(name) for name in (*names, *(others or ()))):
+            raise UntypedNameError("a field name a typed decoder cannot hold")
         keys = {f"f{i}": name for i, name in enumerate(names)}
         ignored = {f"o{i}": name for i, name in enumerate(others or ())}
         other_type = _NotNumber if new_numbers else Any

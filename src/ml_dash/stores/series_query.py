@@ -22,7 +22,7 @@ from . import series_lines
 from . import series_records as pyramid
 from .jsonl import LineReader
 from .series_build import State
-from .series_lines import StaleError, pread, to_float, typed_decoder
+from .series_lines import StaleError, UntypedNameError, pread, to_float, typed_decoder
 from .series_pick import assemble
 from .series_points import (
     Points,
@@ -208,7 +208,10 @@ def _edge_points(state: State, reader: LineReader, q: Query, fx: list[Grow], nod
     of them. Nodes that cannot be probed (a line of another shape) are returned to be
     read raw."""
     base = pyramid.BASE
-    decode = typed_decoder(q.names, None).decode
+    try:
+        decode = typed_decoder(q.names, None).decode
+    except UntypedNameError:  # a name only dicts can hold: every node is read raw
+        return Points(np.zeros(0, np.int64), np.zeros(0), np.zeros(0)), nodes
     xi = q.names.index(q.x)
     offsets, rec = state.offsets.view, fx[0].view[nodes]
     out: list[tuple[int, float, float]] = []
